@@ -23,9 +23,12 @@ def load_object(payload: bytes | str) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise MalformedMessage(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
-        obj = json.loads(payload)
+        # Decode explicitly: json.loads would also guess UTF-16/32 from a BOM.
+        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
     except UnicodeDecodeError as exc:
         raise MalformedMessage(f"payload is not UTF-8: {exc.reason}") from exc
+    try:
+        obj = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise MalformedMessage(f"payload is not JSON: {exc}") from exc
     if not isinstance(obj, dict):

@@ -35,7 +35,15 @@ def _to_utc(value: datetime) -> datetime:
 
 
 def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    # The shortest exact form: whole seconds, milliseconds or microseconds.
+    utc = value.astimezone(UTC)
+    if utc.microsecond == 0:
+        timespec = "seconds"
+    elif utc.microsecond % 1000 == 0:
+        timespec = "milliseconds"
+    else:
+        timespec = "microseconds"
+    return utc.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 UtcDatetime = Annotated[

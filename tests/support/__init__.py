@@ -1,0 +1,1 @@
+"""Test support: real services (Mosquitto, PostgreSQL) started and stopped for tests."""
