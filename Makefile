@@ -1,0 +1,46 @@
+# Rollcall — `make demo` runs everything on embedded defaults; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip
+
+.PHONY: demo test lint typecheck unit integration bench clean system-deps-demo system-deps-test
+
+demo: system-deps-demo $(VENV)/.demo-installed
+	$(BIN)/rollcall demo
+
+test: system-deps-test $(VENV)/.test-installed lint typecheck
+	ROLLCALL_TEST_PG_ADMIN_URL=$$(sh scripts/ensure-postgres.sh) $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy
+
+unit: $(VENV)/.test-installed
+	$(BIN)/pytest tests/unit tests/contract -q
+
+system-deps-demo:
+	sh scripts/install-system-deps.sh demo
+
+system-deps-test:
+	sh scripts/install-system-deps.sh test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# The demo needs only the server and a simulated reader: no pyscard build.
+$(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e ".[server,reader-sim]"
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e ".[server,reader,dev]"
+	touch $@ $(VENV)/.demo-installed
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache data
