@@ -1,6 +1,12 @@
 """Settings of the hardware card sources, as they appear in reader.toml."""
 
-from pydantic import BaseModel, Field
+import re
+
+from pydantic import BaseModel, Field, field_validator
+
+from reader_agent.sources.apdu import IdEncoding, parse_apdu
+
+_NFC_TARGET = re.compile(r"^(106|212|424|848)[ABF]$")
 
 
 class PcscOptions(BaseModel):
@@ -12,17 +18,60 @@ class PcscOptions(BaseModel):
         description="contact cards: APDUs in hex sent in order (e.g. SELECT by AID, then "
         "READ BINARY); the identifier is the data of the last response",
     )
-    id_encoding: str = Field(default="hex", description="'hex' or 'ascii' for the identifier")
-    poll_seconds: float = Field(default=0.2, gt=0, description="how often to look for readers")
+    id_encoding: IdEncoding = Field(
+        default="hex",
+        description="'hex': the identifier bytes as hex; 'ascii': the bytes are text "
+        "made of hex digits (e.g. an employee number)",
+    )
+    poll_seconds: float = Field(
+        default=0.2, gt=0, le=5, description="how long one wait for a reader or card event lasts"
+    )
+    retry_max_seconds: float = Field(
+        default=5.0, gt=0, description="longest pause between attempts to reach pcscd again"
+    )
+
+    @field_validator("apdus")
+    @classmethod
+    def _apdus_are_well_formed(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_apdu(text)
+        return value
+
+    def command_apdus(self) -> list[bytes]:
+        """The configured APDUs as bytes, in order."""
+        return [parse_apdu(text) for text in self.apdus]
 
 
 class NfcpyOptions(BaseModel):
     """How the `nfcpy` source opens its frontend."""
 
     device: str = Field(
-        default="usb", description="nfcpy path: usb, usb:072f:2200, tty:AMA0, udp:host:port"
+        default="usb",
+        min_length=1,
+        description="nfcpy path: usb, usb:072f:2200, tty:AMA0:pn532, udp:host:port",
     )
     targets: list[str] = Field(
         default_factory=lambda: ["106A", "106B", "212F"],
+        min_length=1,
         description="nfcpy target bitrates/types to sense",
     )
+    poll_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        le=5,
+        description="shortest time between two looks for a tag, and between two checks "
+        "that a tag is still there",
+    )
+    retry_max_seconds: float = Field(
+        default=10.0, gt=0, description="longest pause between attempts to reopen the device"
+    )
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_are_known(cls, value: list[str]) -> list[str]:
+        for target in value:
+            if not _NFC_TARGET.fullmatch(target):
+                raise ValueError(
+                    f"target {target!r} is not a bitrate and type such as 106A, 106B or 212F"
+                )
+        return value
