@@ -8,7 +8,8 @@ if [ "${1:-test}" = "test" ]; then
     # mosquitto: real broker for integration tests; postgresql: second database;
     # pcscd + vsmartcard-vpcd: real PC/SC stack with a virtual reader;
     # libpcsclite-dev + swig: to build pyscard; chromium: browser tests.
-    want="$want mosquitto postgresql pcscd libpcsclite-dev vsmartcard-vpcd swig chromium"
+    # libusb-1.0-0: nfcpy loads it on import, even for its udp driver.
+    want="$want mosquitto postgresql pcscd libpcsclite-dev vsmartcard-vpcd swig libusb-1.0-0 chromium"
 fi
 
 missing=""

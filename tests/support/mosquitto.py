@@ -14,7 +14,10 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 # Settings the DESIGN's Reliability section calls for: persistence, no silent
 # QoS 1 drops for a slow subscriber (0 = unlimited), NODELAY against Nagle.
+# `user root` stops a root-run Mosquitto from dropping to a user that cannot write
+# the test's store (it is ignored when the tests do not run as root).
 CONFIG = """\
+user root
 listener {port} 127.0.0.1
 allow_anonymous true
 persistence true
