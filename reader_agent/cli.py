@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, Final
@@ -23,9 +24,14 @@ from protocol import Tap, TapMode, decode_as
 from protocol.errors import MalformedMessage
 from reader_agent import __version__
 from reader_agent.agent import Agent, RunOutcome
-from reader_agent.config import ReaderSettings, load_settings
+from reader_agent.config import (
+    ReaderSettings,
+    environment_has_settings,
+    load_diagnostic_settings,
+    load_settings,
+)
 from reader_agent.errors import ReaderAgentError
-from reader_agent.feedback import ConsoleFeedback
+from reader_agent.feedback_factory import close_feedback, make_feedback
 from reader_agent.outbox import Outbox, PendingTap
 from reader_agent.sources.factory import SimulatedInputs, make_source
 from reader_agent.transport import MqttTransport
@@ -113,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     test_card.set_defaults(handler=_test_card)
     list_readers = commands.add_parser("list-readers", help="list the card readers attached")
     list_readers.add_argument("--config", type=Path, help="reader.toml, for the nfcpy device")
+    list_readers.add_argument(
+        "--search-tty",
+        action="store_true",
+        help="also probe serial ports for nfcpy readers (sends bytes to every port)",
+    )
     list_readers.set_defaults(handler=_list_readers)
     # ---- end of diagnostics ----
     return parser
@@ -155,9 +166,13 @@ def _run(args: argparse.Namespace) -> int:
     )
     if settings.source == "simulated" and not inputs.given:
         log.warning("the simulated source has no input (--tap, --script, --stdin): no new taps")
-    source = make_source(settings, inputs)
-    outbox = Outbox(settings.outbox_file)
-    try:
+    with ExitStack() as cleanup:
+        # Feedback first: a buzzer that cannot be claimed stops the start before anything opens.
+        feedback = make_feedback(settings, stream=sys.stdout)
+        cleanup.callback(close_feedback, feedback)
+        source = make_source(settings, inputs)
+        outbox = Outbox(settings.outbox_file)
+        cleanup.callback(outbox.close)
         transport = MqttTransport(
             settings.mqtt,
             f"rollcall-reader-{settings.id}",
@@ -169,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         agent = Agent(
             settings,
             source,
-            ConsoleFeedback(sys.stdout),
+            feedback,
             outbox=outbox,
             transport=transport,
             on_queued=_print_queued,
@@ -186,8 +201,6 @@ def _run(args: argparse.Namespace) -> int:
         outcome = agent.run(
             stop, exit_when_drained=args.exit_when_drained, drain_timeout=args.drain_timeout
         )
-    finally:
-        outbox.close()
     return _EXIT_CODES[outcome]
 
 
@@ -248,6 +261,9 @@ def _test_card(args: argparse.Namespace) -> int:
 
 
 def _list_readers(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config) if args.config is not None else None
-    result = _diagnostics().list_readers(settings)
+    # Settings only tell where an nfcpy reader is; without a file or variables there is none.
+    settings = None
+    if args.config is not None or environment_has_settings():
+        settings = load_diagnostic_settings(args.config)
+    result = _diagnostics().list_readers(settings, search_tty=args.search_tty)
     return result if isinstance(result, int) else EXIT_OK

@@ -1,7 +1,8 @@
 """Reader agent settings: a TOML file, then `ROLLCALL_READER_*` variables, then CLI overrides."""
 
+import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -9,7 +10,15 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -19,10 +28,12 @@ from pydantic_settings import (
 
 from protocol import TapMode
 from reader_agent.errors import ConfigError
+from reader_agent.feedback_gpio import SYSFS_GPIO
 from reader_agent.sources.options import NfcpyOptions, PcscOptions
 
 ENV_PREFIX: Final = "ROLLCALL_READER_"
 DEFAULT_MQTT_URL: Final = "mqtt://127.0.0.1:1883"
+DIAGNOSTIC_ID: Final = "diagnostics"  # stands in for the id where none is needed
 _DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 _MIN_SIGN_KEY_BYTES: Final = 16
 _TRUE_WORDS: Final = frozenset({"true", "yes", "on", "1"})
@@ -74,6 +85,28 @@ def parse_mqtt_url(url: str) -> MqttTarget:
     )
 
 
+class GpioOptions(BaseModel):
+    """The GPIO lines `feedback = "gpio"` drives: a buzzer and, optionally, an LED."""
+
+    # Forbid unknown keys: a misspelt pin would otherwise leave the buzzer silent.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    buzzer_pin: int | None = Field(
+        default=None,
+        ge=0,
+        description="kernel GPIO number of the buzzer; required with feedback = 'gpio'",
+    )
+    led_pin: int | None = Field(default=None, ge=0, description="kernel GPIO number of the LED")
+    active_low: bool = Field(default=False, description="both lines are on when driven low")
+    sysfs_root: Path = Field(default=SYSFS_GPIO, description="the kernel's sysfs GPIO directory")
+
+    @model_validator(mode="after")
+    def _check_distinct_pins(self) -> "GpioOptions":
+        if self.led_pin is not None and self.led_pin == self.buzzer_pin:
+            raise ValueError("led_pin and buzzer_pin are the same GPIO line")
+        return self
+
+
 class ReaderSettings(BaseSettings):
     """Everything a reader agent needs to run; built once in `main()` and passed down."""
 
@@ -102,7 +135,8 @@ class ReaderSettings(BaseSettings):
     pcsc: PcscOptions = Field(default_factory=PcscOptions)
     nfcpy: NfcpyOptions = Field(default_factory=NfcpyOptions)
     sign_key: SecretStr | None = Field(default=None, description="hex HMAC key for `sig`")
-    feedback: Literal["console"] = "console"
+    feedback: Literal["console", "gpio"] = "console"
+    gpio: GpioOptions = Field(default_factory=GpioOptions)
 
     @classmethod
     def settings_customise_sources(
@@ -159,6 +193,15 @@ class ReaderSettings(BaseSettings):
             raise ValueError("tls_* files are set but mqtt_url is not mqtts://")
         return self
 
+    @model_validator(mode="after")
+    def _check_gpio_feedback(self) -> "ReaderSettings":
+        if self.feedback == "gpio" and self.gpio.buzzer_pin is None:
+            raise ValueError(
+                "feedback = 'gpio' needs the buzzer's GPIO number: "
+                f"set buzzer_pin in [gpio] or {ENV_PREFIX}GPIO__BUZZER_PIN"
+            )
+        return self
+
     @property
     def mqtt(self) -> MqttTarget:
         """The broker address, credentials and TLS flag parsed from `mqtt_url`."""
@@ -184,13 +227,37 @@ def load_settings(config_path: Path | None, **overrides: Any) -> ReaderSettings:
 
     Raises ConfigError naming the setting at fault.
     """
+    return _load(config_path, {}, overrides)
+
+
+def load_diagnostic_settings(config_path: Path | None) -> ReaderSettings:
+    """Build settings for a diagnostic that needs no reader id, such as `list-readers`.
+
+    The id from the file or the environment is used when there is one; otherwise
+    a stand-in, so a terminal not yet provisioned can still be checked.
+    Raises ConfigError naming the setting at fault.
+    """
+    return _load(config_path, {"id": DIAGNOSTIC_ID}, {})
+
+
+def _load(
+    config_path: Path | None, defaults: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> ReaderSettings:
+    # Defaults stand below the file, which stands below the environment and overrides.
     file_values = _read_toml(config_path) if config_path is not None else {}
+    file_values = {**defaults, **file_values}
     given = {key: value for key, value in overrides.items() if value is not None}
     with _reading(file_values):
         try:
             return ReaderSettings(**given)
         except ValidationError as exc:
             raise ConfigError(_explain(exc, config_path)) from None
+
+
+def environment_has_settings(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether any `ROLLCALL_READER_*` variable is set (in `environ`, else the process's)."""
+    names = os.environ if environ is None else environ
+    return any(name.upper().startswith(ENV_PREFIX) for name in names)
 
 
 @contextmanager

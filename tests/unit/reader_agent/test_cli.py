@@ -1,6 +1,7 @@
-"""`rollcall-reader`: outbox inspection, errors, diagnostics hook and the source factory."""
+"""`rollcall-reader`: outbox inspection, errors, diagnostics hooks, feedback and source set-up."""
 
 import sys
+import types
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 
 from protocol import CardId, CardTech, Tap, encode
 from reader_agent.cli import EXIT_FAILED, EXIT_OK, main
-from reader_agent.config import load_settings
+from reader_agent.config import ReaderSettings, load_settings
 from reader_agent.errors import CardSourceError
 from reader_agent.outbox import Outbox
 from reader_agent.sources.factory import SimulatedInputs, make_source
@@ -139,3 +140,93 @@ def test_factory_explains_a_hardware_source_that_cannot_load(
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(CardSourceError, match=r"rollcall\[reader\]"):
         make_source(load_settings(None, id="door-1", source=source))
+
+
+class FakeDiagnostics(types.ModuleType):
+    """Stands in for reader_agent.diagnostics and records how list-readers was called."""
+
+    def __init__(self, code: int = 0) -> None:
+        super().__init__("reader_agent.diagnostics")
+        self.calls: list[tuple[ReaderSettings | None, bool]] = []
+        self._code = code
+
+    def list_readers(self, settings: ReaderSettings | None, *, search_tty: bool = False) -> int:
+        self.calls.append((settings, search_tty))
+        return self._code
+
+
+@pytest.fixture
+def diagnostics(monkeypatch: pytest.MonkeyPatch) -> FakeDiagnostics:
+    fake = FakeDiagnostics()
+    monkeypatch.setitem(sys.modules, "reader_agent.diagnostics", fake)
+    return fake
+
+
+def test_list_readers_needs_no_config_at_all(diagnostics: FakeDiagnostics) -> None:
+    assert main(["list-readers"]) == EXIT_OK
+    assert diagnostics.calls == [(None, False)]
+
+
+def test_list_readers_search_tty_flag(diagnostics: FakeDiagnostics) -> None:
+    assert main(["list-readers", "--search-tty"]) == EXIT_OK
+    assert diagnostics.calls == [(None, True)]
+
+
+def test_list_readers_passes_the_config_file_even_without_an_id(
+    tmp_path: Path, diagnostics: FakeDiagnostics
+) -> None:
+    config = tmp_path / "reader.toml"
+    config.write_text('source = "nfcpy"\n[nfcpy]\ndevice = "tty:AMA0:pn532"\n', encoding="utf-8")
+    assert main(["list-readers", "--config", str(config), "--search-tty"]) == EXIT_OK
+    [(settings, search_tty)] = diagnostics.calls
+    assert settings is not None
+    assert settings.nfcpy.device == "tty:AMA0:pn532"
+    assert search_tty
+
+
+def test_list_readers_passes_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, diagnostics: FakeDiagnostics
+) -> None:
+    monkeypatch.setenv("ROLLCALL_READER_NFCPY__DEVICE", "udp:127.0.0.1:54321")
+    assert main(["list-readers"]) == EXIT_OK
+    [(settings, _search_tty)] = diagnostics.calls
+    assert settings is not None
+    assert settings.nfcpy.device == "udp:127.0.0.1:54321"
+
+
+def test_list_readers_returns_the_diagnostics_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "reader_agent.diagnostics", FakeDiagnostics(code=1))
+    assert main(["list-readers"]) == 1
+
+
+def test_list_readers_with_a_bad_config_is_a_clear_error(
+    tmp_path: Path, diagnostics: FakeDiagnostics, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "reader.toml"
+    config.write_text('[nfcpy]\ndevice = ""\n', encoding="utf-8")
+    assert main(["list-readers", "--config", str(config)]) == EXIT_FAILED
+    assert "invalid setting 'nfcpy.device'" in capsys.readouterr().err
+    assert diagnostics.calls == []
+
+
+def test_run_stops_at_start_when_the_buzzer_cannot_be_claimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ROLLCALL_READER_FEEDBACK", "gpio")
+    monkeypatch.setenv("ROLLCALL_READER_GPIO__BUZZER_PIN", "529")
+    monkeypatch.setenv("ROLLCALL_READER_GPIO__SYSFS_ROOT", str(tmp_path / "no-gpio"))
+    outbox = tmp_path / "outbox.sqlite3"
+    code = main(["run", "--id", "door-1", "--tap", "04A1B2C3", "--outbox", str(outbox)])
+    assert code == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "rollcall-reader: error: feedback = 'gpio', gpio.buzzer_pin = 529: no GPIO" in err
+    assert "Traceback" not in err
+    assert not outbox.exists()  # nothing was opened before the feedback
+
+
+def test_run_with_gpio_feedback_but_no_pin_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ROLLCALL_READER_FEEDBACK", "gpio")
+    assert main(["run", "--id", "door-1", "--tap", "04A1B2C3"]) == EXIT_FAILED
+    assert "ROLLCALL_READER_GPIO__BUZZER_PIN" in capsys.readouterr().err

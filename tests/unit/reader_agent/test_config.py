@@ -5,7 +5,16 @@ from pathlib import Path
 import pytest
 
 from protocol import TapMode
-from reader_agent.config import MqttTarget, ReaderSettings, load_settings, parse_mqtt_url
+from reader_agent.config import (
+    DIAGNOSTIC_ID,
+    GpioOptions,
+    MqttTarget,
+    ReaderSettings,
+    environment_has_settings,
+    load_diagnostic_settings,
+    load_settings,
+    parse_mqtt_url,
+)
 from reader_agent.errors import ConfigError
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -30,6 +39,8 @@ def test_defaults_with_only_an_id() -> None:
     assert settings.outbox_file == Path("rollcall-outbox-door-1.sqlite3")
     assert settings.sign_key_bytes() is None
     assert settings.feedback == "console"
+    assert settings.gpio == GpioOptions()
+    assert settings.gpio.sysfs_root == Path("/sys/class/gpio")
 
 
 def test_toml_file_with_nested_source_tables(tmp_path: Path) -> None:
@@ -113,7 +124,11 @@ def test_secrets_stay_out_of_the_repr() -> None:
         ({"sign_key": "not hex"}, "'sign_key'"),
         ({"sign_key": "00ff"}, "'sign_key'"),
         ({"pcsc": {"poll_seconds": 0}}, "'pcsc.poll_seconds'"),
-        ({"feedback": "gpio"}, "'feedback'"),
+        ({"feedback": "buzzer"}, "'feedback'"),
+        ({"gpio": {"buzzer_pin": -1}}, "'gpio.buzzer_pin'"),
+        ({"gpio": {"active_low": "maybe"}}, "'gpio.active_low'"),
+        ({"gpio": {"buzzer": 17}}, "unknown setting 'gpio.buzzer'"),
+        ({"gpio": {"buzzer_pin": 17, "led_pin": 17}}, "the same GPIO line"),
     ],
 )
 def test_bad_values_name_the_setting(overrides: dict[str, object], named: str) -> None:
@@ -126,6 +141,62 @@ def test_error_says_where_the_value_may_come_from(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ConfigError, match="ROLLCALL_READER_DEBOUNCE_SECONDS") as caught:
         load_settings(None, id="door-1")
     assert "'debounce_seconds'" in str(caught.value)
+
+
+def test_gpio_feedback_from_the_file_with_the_environment_on_top(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(
+        tmp_path,
+        """
+id = "door-1"
+feedback = "gpio"
+
+[gpio]
+buzzer_pin = 529
+active_low = true
+sysfs_root = "/tmp/gpio"
+""",
+    )
+    monkeypatch.setenv("ROLLCALL_READER_GPIO__LED_PIN", "539")
+    settings = load_settings(config)
+    assert settings.feedback == "gpio"
+    assert settings.gpio == GpioOptions(
+        buzzer_pin=529, led_pin=539, active_low=True, sysfs_root=Path("/tmp/gpio")
+    )
+
+
+def test_gpio_feedback_needs_a_buzzer_pin() -> None:
+    with pytest.raises(
+        ConfigError, match=r"buzzer_pin in \[gpio\] or ROLLCALL_READER_GPIO__BUZZER"
+    ):
+        load_settings(None, id="door-1", feedback="gpio")
+
+
+def test_gpio_pins_without_gpio_feedback_are_kept_but_unused() -> None:
+    settings = load_settings(None, id="door-1", gpio={"buzzer_pin": 17})
+    assert settings.feedback == "console"
+    assert settings.gpio.buzzer_pin == 17
+
+
+def test_diagnostic_settings_need_no_id_but_keep_one_that_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_diagnostic_settings(None).id == DIAGNOSTIC_ID
+    assert load_diagnostic_settings(write(tmp_path, 'id = "door-2"')).id == "door-2"
+    monkeypatch.setenv("ROLLCALL_READER_ID", "door-3")
+    assert load_diagnostic_settings(write(tmp_path, 'id = "door-2"')).id == "door-3"
+
+
+def test_diagnostic_settings_still_check_the_other_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"invalid setting 'nfcpy\.device'"):
+        load_diagnostic_settings(write(tmp_path, '[nfcpy]\ndevice = ""'))
+
+
+def test_environment_has_settings_looks_only_at_the_prefix() -> None:
+    assert not environment_has_settings({"PATH": "/usr/bin", "ROLLCALL_ID": "x"})
+    assert environment_has_settings({"ROLLCALL_READER_NFCPY__DEVICE": "tty:AMA0:pn532"})
+    assert not environment_has_settings()  # the conftest clears the developer's variables
 
 
 def test_missing_id_says_how_to_set_it() -> None:
