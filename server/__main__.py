@@ -1,0 +1,7 @@
+"""Run the `rollcall` command line as `python -m server`."""
+
+import sys
+
+from server.cli import main
+
+sys.exit(main())

@@ -1,0 +1,47 @@
+"""The FastAPI application factory; nothing is built at import time."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import FastAPI
+
+from server import __version__
+from server.api.errors import install_error_handlers
+from server.api.routes import health, members, sessions
+from server.runtime import ServerRuntime
+from server.settings import Settings
+
+
+def create_app(settings: Settings, *, runtime: ServerRuntime | None = None) -> FastAPI:
+    """Build the app; without a runtime, the app's lifespan starts and stops its own.
+
+    Its own runtime migrates the database, starts the embedded broker (unless
+    `mqtt_url` is set) and the ingest worker.
+    """
+    owned = runtime is None
+    active = runtime if runtime is not None else ServerRuntime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owned:
+            # Migrations and the broker's start block; keep them off the event loop.
+            await to_thread.run_sync(active.start)
+        try:
+            yield
+        finally:
+            if owned:
+                await to_thread.run_sync(active.stop)
+
+    app = FastAPI(
+        title="Rollcall",
+        version=__version__,
+        summary="Card-based attendance and points",
+        lifespan=lifespan,
+    )
+    app.state.runtime = active
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(members.router, prefix="/api/v1")
+    app.include_router(sessions.router, prefix="/api/v1")
+    return app

@@ -1,0 +1,29 @@
+"""Typed FastAPI dependencies: the runtime and a database session per request."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from server.runtime import ServerRuntime
+
+
+def get_runtime(request: Request) -> ServerRuntime:
+    """The server runtime the app was built with."""
+    runtime = request.app.state.runtime
+    if not isinstance(runtime, ServerRuntime):
+        raise TypeError("app.state.runtime is not a ServerRuntime")
+    return runtime
+
+
+RuntimeDep = Annotated[ServerRuntime, Depends(get_runtime)]
+
+
+def get_db(runtime: RuntimeDep) -> Iterator[Session]:
+    """A read session for one request, closed afterwards."""
+    with runtime.database.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_db)]

@@ -1,0 +1,45 @@
+"""Exception handlers: the only place HTTP status codes are chosen."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from server.api.schemas import ErrorOut, HealthOut
+from server.errors import NotFound, StorageError, Unhealthy
+
+log = logging.getLogger(__name__)
+
+# For route decorators, so the OpenAPI schema documents the error responses.
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"model": ErrorOut, "description": "No such record"}
+}
+UNHEALTHY: dict[int | str, dict[str, Any]] = {
+    status.HTTP_503_SERVICE_UNAVAILABLE: {"model": HealthOut, "description": "A part is down"}
+}
+
+
+def _error(code: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse(ErrorOut(error=error, detail=detail).model_dump(), status_code=code)
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return _error(status.HTTP_404_NOT_FOUND, "not_found", str(exc))
+
+
+async def _unhealthy(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Unhealthy)
+    return JSONResponse(exc.report, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+async def _storage(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database error serving %s: %s", request.url.path, exc)
+    return _error(status.HTTP_503_SERVICE_UNAVAILABLE, "storage_unavailable", "database error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map our errors to HTTP responses."""
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Unhealthy, _unhealthy)
+    app.add_exception_handler(StorageError, _storage)

@@ -1,0 +1,371 @@
+"""Batched reads for recording taps: one query per kind of fact per batch, never per tap.
+
+Each function takes everything a batch needs at once (all reader ids, all card
+UIDs …) and returns plain frozen dataclasses, so the use case can decide
+outcomes in memory and nothing holds ORM objects on the hot path.
+"""
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, func, select
+
+from protocol import TapMode
+from server.db.models import (
+    ActivityType,
+    Attendance,
+    AttendanceSession,
+    Card,
+    LedgerEntry,
+    Member,
+    MemberOrgHistory,
+    OrgUnit,
+    Reader,
+    Room,
+    SessionAudience,
+    SessionRoom,
+    TapRecord,
+)
+from server.domain.attendance import (
+    MAX_OPEN_BEFORE,
+    Audience,
+    CheckinWindow,
+    OrgTree,
+    SessionCandidate,
+)
+from server.domain.cards import CardStatus
+from server.errors import InvalidWindow
+
+log = logging.getLogger(__name__)
+
+# Stays well under SQLite's and psycopg's bound-parameter limits.
+IN_CHUNK = 900
+T = TypeVar("T")
+
+
+def chunks(items: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """Split items into lists of at most `size`."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass(frozen=True)
+class ReaderInfo:
+    """A registered reader, its room and configured mode."""
+
+    reader_id: str
+    room_id: int | None
+    room_name: str | None
+    mode: TapMode
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    """A card and its holder, as needed to decide a tap."""
+
+    card_id: int
+    tech: str
+    uid: str
+    status: CardStatus
+    member_id: int
+    member_name: str
+    org_unit_id: int
+    active_from: date | None
+    active_to: date | None
+
+    def member_active_on(self, day: date) -> bool:
+        """Whether the holder is an active member on `day` (dates inclusive)."""
+        if self.active_from is not None and day < self.active_from:
+            return False
+        return self.active_to is None or day <= self.active_to
+
+
+@dataclass(frozen=True)
+class AttendanceInfo:
+    """An existing attendance row."""
+
+    member_id: int
+    session_id: int
+    status: str
+    checked_in_at: datetime | None
+    checked_out_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OriginalTap:
+    """How a tap that was already recorded was answered."""
+
+    result: str
+    points: int
+    display: dict[str, Any]
+    detail: str | None
+
+
+@dataclass
+class RoomSessions:
+    """Sessions that may cover taps in some rooms, and what each is worth."""
+
+    by_room: dict[int, list[SessionCandidate]] = field(default_factory=dict)
+    points: dict[int, int] = field(default_factory=dict)
+
+    def in_room(self, room_id: int) -> list[SessionCandidate]:
+        """Candidate sessions for one room."""
+        return self.by_room.get(room_id, [])
+
+
+@dataclass(frozen=True)
+class OrgHistory:
+    """Members' org-unit history, for audience checks at a session's start."""
+
+    periods: dict[int, list[tuple[int, datetime, datetime | None]]]
+
+    def unit_at(self, member_id: int, at: datetime, current_unit: int) -> int:
+        """The org unit a member belonged to at `at`; the current one if history is silent."""
+        for unit, valid_from, valid_to in self.periods.get(member_id, ()):
+            if valid_from <= at and (valid_to is None or at < valid_to):
+                return unit
+        return current_unit
+
+
+def readers_by_id(connection: Connection, reader_ids: Iterable[str]) -> dict[str, ReaderInfo]:
+    """Registered readers among `reader_ids`."""
+    found: dict[str, ReaderInfo] = {}
+    for part in chunks(set(reader_ids)):
+        rows = connection.execute(
+            select(Reader.reader_id, Reader.room_id, Room.name, Reader.mode)
+            .outerjoin(Room, Room.id == Reader.room_id)
+            .where(Reader.reader_id.in_(part))
+        )
+        for reader_id, room_id, room_name, mode in rows:
+            found[reader_id] = ReaderInfo(reader_id, room_id, room_name, TapMode(mode))
+    return found
+
+
+def cards_by_key(
+    connection: Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], CardInfo]:
+    """The card each (tech, uid) names: the active one, else the most recently changed."""
+    wanted = set(keys)
+    best: dict[tuple[str, str], tuple[tuple[int, datetime | None, int], CardInfo]] = {}
+    for part in chunks({uid for _, uid in wanted}):
+        rows = connection.execute(
+            select(
+                Card.id,
+                Card.tech,
+                Card.uid,
+                Card.status,
+                Card.status_changed_at,
+                Member.id,
+                Member.name,
+                Member.org_unit_id,
+                Member.active_from,
+                Member.active_to,
+            )
+            .join(Member, Member.id == Card.member_id)
+            .where(Card.uid.in_(part))
+        )
+        for row in rows:
+            key = (row[1], row[2])
+            if key not in wanted:
+                continue
+            info = CardInfo(
+                card_id=row[0],
+                tech=row[1],
+                uid=row[2],
+                status=CardStatus(row[3]),
+                member_id=row[5],
+                member_name=row[6],
+                org_unit_id=row[7],
+                active_from=row[8],
+                active_to=row[9],
+            )
+            # Active first; among inactive cards the latest change, then the newest row.
+            rank = (1 if info.status is CardStatus.ACTIVE else 0, row[4], row[0])
+            previous = best.get(key)
+            if previous is None or _rank_key(rank) > _rank_key(previous[0]):
+                best[key] = (rank, info)
+    return {key: info for key, (_, info) in best.items()}
+
+
+def _rank_key(rank: tuple[int, datetime | None, int]) -> tuple[int, float, int]:
+    active, changed, card_id = rank
+    return (active, changed.timestamp() if changed else float("-inf"), card_id)
+
+
+def sessions_in_rooms(
+    connection: Connection, room_ids: Iterable[int], earliest: datetime, latest: datetime
+) -> RoomSessions:
+    """Sessions in these rooms whose window may cover a tap between earliest and latest."""
+    found = RoomSessions()
+    rooms = set(room_ids)
+    if not rooms:
+        return found
+    closes = func.coalesce(AttendanceSession.closes_at, AttendanceSession.ends_at)
+    rows = connection.execute(
+        select(
+            SessionRoom.room_id,
+            AttendanceSession.id,
+            AttendanceSession.title,
+            AttendanceSession.starts_at,
+            AttendanceSession.ends_at,
+            AttendanceSession.checkin_open_minutes,
+            AttendanceSession.late_grace_minutes,
+            AttendanceSession.closes_at,
+            AttendanceSession.allow_walk_in,
+            ActivityType.code,
+            ActivityType.default_points,
+        )
+        .join(SessionRoom, SessionRoom.session_id == AttendanceSession.id)
+        .join(ActivityType, ActivityType.id == AttendanceSession.activity_type_id)
+        .where(
+            SessionRoom.room_id.in_(rooms),
+            # A window opens at most MAX_OPEN_BEFORE ahead of the start.
+            AttendanceSession.starts_at <= latest + MAX_OPEN_BEFORE,
+            closes > earliest,
+        )
+    ).all()
+    audiences = _audiences(connection, {row[1] for row in rows})
+    for row in rows:
+        room_id, session_id, title, starts_at, ends_at, open_min, grace_min, closes_at = row[:8]
+        allow_walk_in, activity_code, points = row[8:]
+        try:
+            window = CheckinWindow.for_session(
+                starts_at,
+                ends_at,
+                open_minutes=open_min,
+                late_grace_minutes=grace_min,
+                closes_at=closes_at,
+            )
+        except InvalidWindow as exc:
+            # A badly edited session must not block every tap in its room.
+            log.warning("session %s skipped: %s", session_id, exc)
+            continue
+        found.by_room.setdefault(room_id, []).append(
+            SessionCandidate(
+                session_id=session_id,
+                title=title,
+                activity_type=activity_code,
+                starts_at=starts_at,
+                window=window,
+                allow_walk_in=allow_walk_in,
+                audience=audiences.get(session_id, Audience()),
+            )
+        )
+        found.points[session_id] = points
+    return found
+
+
+def _audiences(connection: Connection, session_ids: set[int]) -> dict[int, Audience]:
+    units: dict[int, set[int]] = defaultdict(set)
+    members: dict[int, set[int]] = defaultdict(set)
+    for part in chunks(session_ids):
+        rows = connection.execute(
+            select(
+                SessionAudience.session_id, SessionAudience.org_unit_id, SessionAudience.member_id
+            ).where(SessionAudience.session_id.in_(part))
+        )
+        for session_id, unit_id, member_id in rows:
+            if unit_id is not None:
+                units[session_id].add(unit_id)
+            if member_id is not None:
+                members[session_id].add(member_id)
+    return {
+        session_id: Audience(frozenset(units[session_id]), frozenset(members[session_id]))
+        for session_id in units.keys() | members.keys()
+    }
+
+
+def org_tree(connection: Connection) -> OrgTree:
+    """The whole organisation as parent links (org units number in the hundreds)."""
+    rows = connection.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
+    return OrgTree(dict(rows))
+
+
+def org_history(connection: Connection, member_ids: Iterable[int]) -> OrgHistory:
+    """Org-unit history of these members."""
+    periods: dict[int, list[tuple[int, datetime, datetime | None]]] = defaultdict(list)
+    for part in chunks(set(member_ids)):
+        rows = connection.execute(
+            select(
+                MemberOrgHistory.member_id,
+                MemberOrgHistory.org_unit_id,
+                MemberOrgHistory.valid_from,
+                MemberOrgHistory.valid_to,
+            ).where(MemberOrgHistory.member_id.in_(part))
+        )
+        for member_id, unit_id, valid_from, valid_to in rows:
+            periods[member_id].append((unit_id, valid_from, valid_to))
+    return OrgHistory(dict(periods))
+
+
+def attendance_for(
+    connection: Connection, pairs: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], AttendanceInfo]:
+    """Existing attendance for (member_id, session_id) pairs."""
+    wanted = set(pairs)
+    found: dict[tuple[int, int], AttendanceInfo] = {}
+    sessions = {session_id for _, session_id in wanted}
+    for part in chunks({member_id for member_id, _ in wanted}):
+        rows = connection.execute(
+            select(
+                Attendance.member_id,
+                Attendance.session_id,
+                Attendance.status,
+                Attendance.checked_in_at,
+                Attendance.checked_out_at,
+            ).where(Attendance.member_id.in_(part), Attendance.session_id.in_(sessions))
+        )
+        for row in rows:
+            key = (row[0], row[1])
+            if key in wanted:
+                found[key] = AttendanceInfo(*row)
+    return found
+
+
+def original_taps(
+    connection: Connection, event_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, OriginalTap]:
+    """How already-recorded taps among `event_ids` were answered."""
+    found: dict[uuid.UUID, OriginalTap] = {}
+    for part in chunks(set(event_ids)):
+        rows = connection.execute(
+            select(
+                TapRecord.event_id,
+                TapRecord.result,
+                TapRecord.points,
+                TapRecord.display,
+                TapRecord.detail,
+            ).where(TapRecord.event_id.in_(part))
+        )
+        for event_id, result, points, display, detail in rows:
+            if event_id is not None:
+                found[event_id] = OriginalTap(result, points, display, detail)
+    return found
+
+
+def balance_of(connection: Connection, member_id: int) -> int:
+    """A member's points balance: the sum of their ledger."""
+    total = connection.execute(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.member_id == member_id
+        )
+    ).scalar_one()
+    return int(total)
+
+
+def first_checkins(
+    connection: Connection, pairs: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], datetime | None]:
+    """When each (member, session) pair first checked in, for pairs that have attendance."""
+    return {key: info.checked_in_at for key, info in attendance_for(connection, pairs).items()}

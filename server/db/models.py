@@ -1,0 +1,358 @@
+"""SQLAlchemy models of every table; the schema itself is made by the Alembic migrations.
+
+Rules the database enforces, so that several ingest workers can never disagree:
+- `taps.event_id` is unique: a tap is recorded once, whoever receives it;
+- `attendance (member_id, session_id)` is unique: one attendance per member per session;
+- `points_ledger.attendance_id` is unique among attendance credits: no double credit;
+- `cards (tech, uid)` is unique among active cards (a partial index);
+- `points_ledger` is append-only (triggers in the migration refuse UPDATE and DELETE).
+"""
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from protocol import AckResult, CardTech, ReaderState, TapMode
+from server.db.types import BigIntKey, UtcDateTime
+from server.domain.attendance import AttendanceStatus
+from server.domain.cards import CardStatus
+from server.domain.points import LedgerSource
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, values: type[Any]) -> str:
+    """SQL check that a column holds one of an enum's values (or is NULL)."""
+    allowed = ", ".join(f"'{member.value}'" for member in values)
+    return f"{column} IN ({allowed})"
+
+
+def _partial(condition: str) -> dict[str, Any]:
+    """Index keyword arguments for a partial index on both backends."""
+    return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
+
+
+class Base(DeclarativeBase):
+    """Base of all models; datetimes are aware UTC everywhere."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), uuid.UUID: Uuid()}  # noqa: RUF012
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core Table behind a model, for batched Core statements."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a single table")
+    return table
+
+
+class OrgUnit(Base):
+    """A node of the organisation: 党委 → 支部 → 党小组, any depth."""
+
+    __tablename__ = "org_units"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Member(Base):
+    """A person who can attend: employee number, name, current org unit, category."""
+
+    __tablename__ = "members"
+    __table_args__ = (
+        CheckConstraint(
+            "active_to IS NULL OR active_from IS NULL OR active_to >= active_from",
+            name="active_dates",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    employee_no: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    active_from: Mapped[date | None] = mapped_column(Date)
+    active_to: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class MemberOrgHistory(Base):
+    """Which org unit a member belonged to when; the open row (no valid_to) is current."""
+
+    __tablename__ = "member_org_history"
+    __table_args__ = (
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="valid_range"),
+        Index("ix_member_org_history_member_id_valid_from", "member_id", "valid_from"),
+        Index(
+            "uq_member_org_history_open",
+            "member_id",
+            unique=True,
+            **_partial("valid_to IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+
+
+class Card(Base):
+    """A card a member holds or held; only an active card identifies its holder."""
+
+    __tablename__ = "cards"
+    __table_args__ = (
+        CheckConstraint(_one_of("tech", CardTech), name="tech"),
+        CheckConstraint(_one_of("status", CardStatus), name="status"),
+        Index("ix_cards_tech_uid", "tech", "uid"),
+        Index(
+            "uq_cards_active_tech_uid", "tech", "uid", unique=True, **_partial("status = 'active'")
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tech: Mapped[str] = mapped_column(String(16))
+    uid: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=CardStatus.ACTIVE.value)
+    issued_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    status_changed_at: Mapped[datetime | None]
+
+
+class Room(Base):
+    """A place where sessions are held and readers are mounted."""
+
+    __tablename__ = "rooms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class Reader(Base):
+    """A card reader terminal: where it is, its mode, and what it last reported."""
+
+    __tablename__ = "readers"
+    __table_args__ = (
+        CheckConstraint(_one_of("mode", TapMode), name="mode"),
+        CheckConstraint(f"state IS NULL OR {_one_of('state', ReaderState)}", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(100))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(16), default=TapMode.CHECKIN.value)
+    state: Mapped[str | None] = mapped_column(String(16))
+    last_seen_at: Mapped[datetime | None]
+    last_status_at: Mapped[datetime | None]
+    boot_id: Mapped[uuid.UUID | None]
+    agent_version: Mapped[str | None] = mapped_column(String(200))
+    card_source: Mapped[str | None] = mapped_column(String(200))
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    oldest_pending_at: Mapped[datetime | None]
+    clock_synced: Mapped[bool | None] = mapped_column(Boolean)
+    skew_seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ActivityType(Base):
+    """A kind of session (支部党员大会, 党课, 学习 …) and the points it is worth."""
+
+    __tablename__ = "activity_types"
+    __table_args__ = (CheckConstraint("default_points >= 0", name="points"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    default_points: Mapped[int] = mapped_column(Integer)
+
+
+class AttendanceSession(Base):
+    """A session people check in to, with its check-in window settings."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="times"),
+        CheckConstraint("checkin_open_minutes BETWEEN 0 AND 1440", name="open_minutes"),
+        CheckConstraint("late_grace_minutes >= 0", name="grace_minutes"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    activity_type_id: Mapped[int] = mapped_column(ForeignKey("activity_types.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    checkin_open_minutes: Mapped[int] = mapped_column(Integer, default=30)
+    late_grace_minutes: Mapped[int] = mapped_column(Integer, default=5)
+    closes_at: Mapped[datetime | None]
+    allow_walk_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class SessionRoom(Base):
+    """A room a session is held in (a session may use several)."""
+
+    __tablename__ = "session_rooms"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True, index=True)
+
+
+class SessionAudience(Base):
+    """One entry of a session's audience: an org unit (with sub-units) or a member."""
+
+    __tablename__ = "session_audience"
+    __table_args__ = (
+        CheckConstraint("(org_unit_id IS NULL) <> (member_id IS NULL)", name="unit_or_member"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+
+
+class TapRecord(Base):
+    """Every tap received, valid or not, with the outcome it was answered with.
+
+    `event_id` is NULL only for payloads too broken to name one; `raw_payload`
+    keeps the bytes of rejected payloads for diagnosis.
+    """
+
+    __tablename__ = "taps"
+    __table_args__ = (
+        CheckConstraint(_one_of("result", AckResult), name="result"),
+        CheckConstraint(f"mode IS NULL OR {_one_of('mode', TapMode)}", name="mode"),
+        Index("ix_taps_reader_id_received_at", "reader_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+    reader_id: Mapped[str | None] = mapped_column(String(64))
+    boot_id: Mapped[uuid.UUID | None]
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    card_tech: Mapped[str | None] = mapped_column(String(16))
+    card_uid: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    clock_synced: Mapped[bool | None] = mapped_column(Boolean)
+    mode: Mapped[str | None] = mapped_column(String(16))
+    result: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"), index=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+    detail: Mapped[str | None] = mapped_column(String(500))
+    display: Mapped[dict[str, Any]] = mapped_column(JSON)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    raw_payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class UnknownCard(Base):
+    """Inbox of cards seen but held by nobody, waiting for an administrator to enrol them."""
+
+    __tablename__ = "unknown_cards"
+    __table_args__ = (
+        UniqueConstraint("tech", "uid"),
+        CheckConstraint(_one_of("tech", CardTech), name="tech"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tech: Mapped[str] = mapped_column(String(16))
+    uid: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    tap_count: Mapped[int] = mapped_column(Integer)
+    last_reader_id: Mapped[str | None] = mapped_column(String(64))
+    last_mode: Mapped[str | None] = mapped_column(String(16))
+    resolved_at: Mapped[datetime | None]
+
+
+class Attendance(Base):
+    """One member's attendance of one session (at most one row per pair)."""
+
+    __tablename__ = "attendance"
+    __table_args__ = (
+        UniqueConstraint("member_id", "session_id"),
+        CheckConstraint(_one_of("status", AttendanceStatus), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    first_tap_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("taps.id"))
+    checked_in_at: Mapped[datetime | None]
+    checkout_tap_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("taps.id"))
+    checked_out_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LedgerEntry(Base):
+    """An append-only points entry; a balance is the sum of a member's entries."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (
+        CheckConstraint(_one_of("source", LedgerSource), name="source"),
+        CheckConstraint(
+            "source <> 'attendance' OR attendance_id IS NOT NULL", name="attendance_has_id"
+        ),
+        CheckConstraint("source <> 'reversal' OR reverses_id IS NOT NULL", name="reversal_has_id"),
+        CheckConstraint("source <> 'adjustment' OR reason IS NOT NULL", name="adjustment_reason"),
+        Index("ix_points_ledger_member_id_created_at", "member_id", "created_at"),
+        Index(
+            "uq_points_ledger_attendance_credit",
+            "attendance_id",
+            unique=True,
+            **_partial("source = 'attendance'"),
+        ),
+        Index(
+            "uq_points_ledger_reverses_id",
+            "reverses_id",
+            unique=True,
+            **_partial("reverses_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    amount: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+    rule_version: Mapped[str] = mapped_column(String(64))
+    attendance_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("attendance.id"))
+    reverses_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("points_ledger.id"))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

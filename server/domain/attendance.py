@@ -1,0 +1,181 @@
+"""Check-in windows, audiences and tap resolution: which session a tap belongs to.
+
+A session's check-in window opens `open_minutes` before its start, counts taps as
+late after start + grace, and closes at its end or at a set time. A tap at
+exactly the opening instant counts; a tap at exactly the closing instant does not
+(the window is half-open, so back-to-back sessions never both claim a tap by
+their boundaries alone). A tap at exactly start + grace is still on time.
+"""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from server.errors import InvalidWindow
+
+# The longest a check-in window may open before its session starts; storage
+# uses it to bound the sessions it loads for a tap, so it is a rule, not a guess.
+MAX_OPEN_BEFORE = timedelta(hours=24)
+
+
+class AttendanceStatus(StrEnum):
+    """How a member attended a session."""
+
+    PRESENT = "present"
+    LATE = "late"
+    LEFT_EARLY = "left_early"
+    ABSENT = "absent"
+    EXCUSED = "excused"
+
+
+def _aware(name: str, value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidWindow(f"{name} must be timezone-aware, got {value.isoformat()}")
+    return value
+
+
+@dataclass(frozen=True)
+class CheckinWindow:
+    """When taps count for a session: [opens_at, closes_at), late after late_after."""
+
+    opens_at: datetime
+    late_after: datetime
+    closes_at: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("opens_at", "late_after", "closes_at"):
+            _aware(name, getattr(self, name))
+        if self.closes_at <= self.opens_at:
+            raise InvalidWindow(
+                f"check-in window closes ({self.closes_at.isoformat()}) "
+                f"before it opens ({self.opens_at.isoformat()})"
+            )
+
+    @classmethod
+    def for_session(
+        cls,
+        starts_at: datetime,
+        ends_at: datetime,
+        *,
+        open_minutes: int,
+        late_grace_minutes: int,
+        closes_at: datetime | None = None,
+    ) -> "CheckinWindow":
+        """Build the window of a session from its times and check-in settings."""
+        _aware("starts_at", starts_at)
+        _aware("ends_at", ends_at)
+        if ends_at <= starts_at:
+            raise InvalidWindow(
+                f"session ends ({ends_at.isoformat()}) before it starts ({starts_at.isoformat()})"
+            )
+        opens_before = timedelta(minutes=open_minutes)
+        if not timedelta(0) <= opens_before <= MAX_OPEN_BEFORE:
+            raise InvalidWindow(f"check-in may open 0 to 1440 minutes early, not {open_minutes}")
+        if late_grace_minutes < 0:
+            raise InvalidWindow(f"late grace cannot be negative ({late_grace_minutes} minutes)")
+        return cls(
+            opens_at=starts_at - opens_before,
+            late_after=starts_at + timedelta(minutes=late_grace_minutes),
+            closes_at=ends_at if closes_at is None else closes_at,
+        )
+
+    def covers(self, at: datetime) -> bool:
+        """Whether a tap at `at` falls inside the window."""
+        return self.opens_at <= _aware("tap time", at) < self.closes_at
+
+    def status_at(self, at: datetime) -> AttendanceStatus:
+        """Present up to and including start + grace, late after that."""
+        if _aware("tap time", at) > self.late_after:
+            return AttendanceStatus.LATE
+        return AttendanceStatus.PRESENT
+
+
+@dataclass(frozen=True)
+class OrgTree:
+    """The organisation as child → parent links, for audience checks."""
+
+    parents: Mapping[int, int | None]
+
+    def path_to_root(self, unit_id: int) -> tuple[int, ...]:
+        """The unit and its ancestors, nearest first; stops safely on a cycle."""
+        path: list[int] = []
+        current: int | None = unit_id
+        while current is not None and current not in path:
+            path.append(current)
+            current = self.parents.get(current)
+        return tuple(path)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a session is for: org units (with their sub-units) and listed members.
+
+    An empty audience means the session is open to everyone.
+    """
+
+    org_unit_ids: frozenset[int] = frozenset()
+    member_ids: frozenset[int] = frozenset()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the session has no audience restriction."""
+        return not self.org_unit_ids and not self.member_ids
+
+    def includes(self, member_id: int, org_unit_path: Sequence[int]) -> bool:
+        """Whether a member, in the unit path given (unit first, then ancestors), is expected."""
+        if self.is_open or member_id in self.member_ids:
+            return True
+        return any(unit in self.org_unit_ids for unit in org_unit_path)
+
+
+@dataclass(frozen=True)
+class SessionCandidate:
+    """A session a tap in its room might belong to, with what resolution needs."""
+
+    session_id: int
+    title: str
+    activity_type: str
+    starts_at: datetime
+    window: CheckinWindow
+    allow_walk_in: bool = True
+    audience: Audience = Audience()
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The session a tap resolved to, and whether the member is in its audience."""
+
+    session: SessionCandidate
+    expected: bool
+
+    @property
+    def credited(self) -> bool:
+        """Whether a check-in here may create attendance and points."""
+        return self.expected or self.session.allow_walk_in
+
+
+def resolve_session(
+    candidates: Iterable[SessionCandidate],
+    at: datetime,
+    is_expected: Callable[[SessionCandidate], bool] = lambda _: True,
+) -> Resolution | None:
+    """Pick the session a tap at `at` belongs to, or None if no window covers it.
+
+    Among open windows the session starting nearest to the tap wins (someone
+    tapping ten minutes before the next meeting is arriving for it, not fifty
+    minutes late for the current one); ties go to the earlier start, then the
+    lower id, so the answer never depends on input order. A session whose
+    audience includes the member beats one that does not.
+    """
+    _aware("tap time", at)
+    open_now = sorted(
+        (c for c in candidates if c.window.covers(at)),
+        key=lambda c: (abs(c.starts_at - at), c.starts_at, c.session_id),
+    )
+    if not open_now:
+        return None
+    for candidate in open_now:
+        if is_expected(candidate):
+            return Resolution(candidate, expected=True)
+    return Resolution(open_now[0], expected=False)

@@ -1,0 +1,1 @@
+"""The MQTT ingest worker: taps in, one transaction per batch, acks out after commit."""

@@ -1,0 +1,459 @@
+"""The ingest worker: MQTT taps in, one transaction per batch, acks out after commit.
+
+paho's network thread only timestamps each message and puts it on a queue. A
+worker thread takes whatever is queued (up to the batch size, no waiting when
+the queue is short, so a lone tap is answered at once), records it with
+`record_taps` in one transaction, commits, and only then publishes each ack
+and acknowledges the incoming message to the broker (manual PUBACK).
+
+Acknowledging the broker only after the commit means a message in flight when
+the worker dies is delivered again to its persistent session (fixed client id,
+clean_session=False) and answered as a duplicate. It also means the broker's
+per-client in-flight limit bounds how much this worker holds unanswered, so
+set Mosquitto's `max_inflight_messages` at or above the batch size.
+
+A failed batch is retried one tap at a time, so one poison message cannot
+block the others: a tap that fails for a reason other than the database being
+unavailable is stored as rejected; taps that fail because the database is
+unavailable are kept and retried with back-off, never acknowledged.
+"""
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from protocol import MalformedMessage, encode, topics
+from server.db.engine import Database
+from server.domain.clock import SYSTEM_CLOCK, Clock
+from server.errors import StorageError
+from server.ingest.counters import IngestCounters
+from server.ingest.endpoint import MqttEndpoint
+from server.ingest.inbound import reader_status, tap_submission
+from server.services.readers import StatusReport, record_statuses
+from server.services.taps import (
+    DEFAULT_POLICY,
+    Outcome,
+    ReceivedTap,
+    RejectedPayload,
+    Submission,
+    TapPolicy,
+    record_taps,
+)
+from server.services.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How the worker subscribes and batches."""
+
+    client_id: str = "rollcall-ingest"
+    shared: bool = False
+    batch_size: int = 500
+    keepalive: int = 30
+    policy: TapPolicy = DEFAULT_POLICY
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    """One MQTT message as taken off the network thread."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: datetime
+    generation: int
+
+
+@dataclass
+class _Work:
+    """An inbound message with what it became."""
+
+    inbound: _Inbound
+    reader_id: str | None = None
+    submission: Submission | None = None
+    status: StatusReport | None = None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Whether a failure is the database being unavailable, rather than this data."""
+    cause = exc.__cause__ if isinstance(exc, StorageError) else exc
+    if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+        return True
+    return isinstance(cause, OperationalError | InterfaceError)
+
+
+class IngestWorker:
+    """Subscribes to every reader's taps and status, records them and answers taps."""
+
+    def __init__(
+        self,
+        endpoint: MqttEndpoint,
+        database: Database,
+        options: IngestOptions | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.endpoint = endpoint
+        self.options = options or IngestOptions()
+        self.counters = IngestCounters()
+        self._database = database
+        self._clock = clock
+        self._queue: queue.Queue[_Inbound] = queue.Queue()
+        self._accepting = threading.Event()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._generation = 0
+        self._subscribe_mid: int | None = None
+        self._unconfirmed_acks = 0
+        self._acks_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._client = self._make_client()
+
+    # ---- lifecycle
+
+    @property
+    def connected(self) -> bool:
+        """Connected to the broker and subscribed."""
+        return self._connected.is_set() and self._subscribed.is_set()
+
+    @property
+    def queued(self) -> int:
+        """Messages received and not yet handled."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        """Connect (in the background, retrying) and start the worker thread."""
+        if self._thread is not None:
+            raise RuntimeError("the ingest worker is already started")
+        self._accepting.set()
+        self._thread = threading.Thread(target=self._run, name="rollcall-ingest", daemon=True)
+        self._thread.start()
+        self._client.connect_async(
+            self.endpoint.host, self.endpoint.port, keepalive=self.options.keepalive
+        )
+        self._client.loop_start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until connected and subscribed; False on timeout."""
+        return self._subscribed.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, let the acks go out, then disconnect."""
+        # New arrivals are left un-acknowledged: the broker keeps them for our session.
+        self._accepting.clear()
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("ingest worker still busy after %.0fs; leaving it", timeout)
+        self._wait_acks_confirmed(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._thread = None
+
+    def _wait_acks_confirmed(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._connected.is_set() and time.monotonic() < deadline:
+            with self._acks_lock:
+                if self._unconfirmed_acks <= 0:
+                    return
+            time.sleep(0.01)
+
+    # ---- paho callbacks (network thread: be quick, never raise)
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.options.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        # Our own acks are QoS 1 publishes; let a whole batch of them be in flight.
+        client.max_inflight_messages = max(20, self.options.batch_size)
+        client.reconnect_delay_set(1, 30)
+        if self.endpoint.username is not None:
+            client.username_pw_set(self.endpoint.username, self.endpoint.password)
+        if self.endpoint.tls:
+            client.tls_set()
+        client.on_socket_open = self._on_socket_open
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Nagle's algorithm would hold small acks back 20-40 ms per hop.
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError) as exc:
+            log.debug("cannot set TCP_NODELAY: %s", exc)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker %s refused the connection: %s", self.endpoint.url, reason_code)
+            self.counters.add("connect_refused")
+            return
+        self._generation += 1
+        self._connected.set()
+        self.counters.add("connects")
+        log.info(
+            "connected to %s as %s (session present: %s)",
+            self.endpoint.url,
+            self.options.client_id,
+            flags.session_present,
+        )
+        filters = [topics.all_readers("taps"), topics.all_readers("status")]
+        if self.options.shared:
+            filters = [topics.shared(f) for f in filters]
+        result, mid = client.subscribe([(f, topics.QOS) for f in filters])
+        if result == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._subscribe_mid = mid
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Any,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("MQTT broker refused our subscriptions: %s", refused)
+            self.counters.add("subscribe_refused")
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        self._connected.clear()
+        self._subscribed.clear()
+        if not self._stopping.is_set():
+            log.warning("disconnected from %s: %s; reconnecting", self.endpoint.url, reason_code)
+            self.counters.add("disconnects")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if not self._accepting.is_set():
+            return
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            # paho keeps the raw topic bytes; a non-UTF-8 topic is then refused as foreign.
+            topic = message._topic.decode("utf-8", "replace")
+        self._queue.put(
+            _Inbound(
+                topic=topic,
+                payload=bytes(message.payload),
+                mid=message.mid,
+                qos=message.qos,
+                received_at=self._clock.now(),
+                generation=self._generation,
+            )
+        )
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        with self._acks_lock:
+            self._unconfirmed_acks -= 1
+
+    # ---- worker thread
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
+            batch = [first]
+            while len(batch) < self.options.batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._handle(batch)
+            except Exception:
+                # A bug must not end ingest; the messages stay un-acknowledged.
+                log.exception("ingest batch of %d messages failed", len(batch))
+                self.counters.add("worker_errors")
+
+    def _handle(self, batch: Sequence[_Inbound]) -> None:
+        self.counters.add("received", len(batch))
+        work = [self._classify(inbound) for inbound in batch]
+        for item in work:
+            if item.submission is None and item.status is None:
+                self._ack_inbound(item.inbound)  # nothing to store
+        statuses = [w for w in work if w.status is not None]
+        if statuses:
+            self._record_statuses(statuses)
+        pending = [w for w in work if w.submission is not None]
+        delay = 0.5
+        while pending:
+            pending = self._record(pending)
+            if not pending or self._stopping.is_set():
+                return
+            log.warning(
+                "database unavailable; %d taps kept, retrying in %.1fs", len(pending), delay
+            )
+            self._stopping.wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    def _classify(self, inbound: _Inbound) -> _Work:
+        item = _Work(inbound)
+        try:
+            reader_id, channel = topics.parse(inbound.topic)
+        except MalformedMessage as exc:
+            self.counters.add("malformed")
+            item.submission = RejectedPayload(
+                reason=f"foreign topic: {exc}",
+                received_at=inbound.received_at,
+                raw=inbound.payload,
+            )
+            return item
+        item.reader_id = reader_id
+        if channel == "taps":
+            item.submission = tap_submission(reader_id, inbound.payload, inbound.received_at)
+            if isinstance(item.submission, RejectedPayload):
+                self.counters.add("malformed")
+        elif channel == "status":
+            if not inbound.payload:
+                return item  # a cleared retained status: nothing to record
+            try:
+                item.status = reader_status(reader_id, inbound.payload, inbound.received_at)
+            except MalformedMessage as exc:
+                log.warning("malformed status from %s: %s", reader_id, exc)
+                self.counters.add("malformed_status")
+        return item
+
+    def _record_statuses(self, items: list[_Work]) -> None:
+        reports = [w.status for w in items if w.status is not None]
+        try:
+            record_statuses(UnitOfWork(self._database.write_sessions), reports)
+            self.counters.add("statuses", len(reports))
+        except StorageError as exc:
+            # Statuses are retained and repeated by readers; losing one is harmless.
+            log.warning("reader statuses not recorded: %s", exc)
+            self.counters.add("status_errors")
+        for item in items:
+            self._ack_inbound(item.inbound)
+
+    def _record(self, items: list[_Work]) -> list[_Work]:
+        """Record taps, answer the committed ones; return those the database could not take."""
+        submissions = [w.submission for w in items if w.submission is not None]
+        try:
+            outcomes: list[Outcome | None] = list(self._record_taps(submissions))
+            self.counters.batch(len(submissions))
+        except Exception as exc:
+            self.counters.add("db_errors")
+            log.warning("batch of %d taps failed (%s); retrying one by one", len(items), exc)
+            outcomes = [self._record_one(s) for s in submissions]
+        kept: list[_Work] = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            if outcome is None:
+                kept.append(item)
+                continue
+            self.counters.result(outcome.result)
+            self._answer(item, outcome)
+        return kept
+
+    def _record_taps(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        return record_taps(
+            UnitOfWork(self._database.write_sessions), submissions, self.options.policy
+        )
+
+    def _record_one(self, submission: Submission) -> Outcome | None:
+        """Record one tap; store it as rejected if it is poison; None if the DB is down."""
+        try:
+            return self._record_taps([submission])[0]
+        except Exception as exc:
+            if _is_transient(exc):
+                return None
+            log.exception("tap could not be recorded; storing it as rejected")
+            self.counters.add("poison")
+            reason = f"server error while recording: {type(exc).__name__}: {exc}"
+            rejected = _as_rejected(submission, reason)
+        try:
+            return self._record_taps([rejected])[0]
+        except Exception:
+            log.exception("could not even store the rejected tap; it stays unanswered")
+            return None
+
+    def _answer(self, item: _Work, outcome: Outcome) -> None:
+        ack = outcome.ack()
+        if ack is not None and item.reader_id is not None:
+            with self._acks_lock:
+                self._unconfirmed_acks += 1
+            self.counters.add("acks_published")
+            info = self._client.publish(topics.acks(item.reader_id), encode(ack), qos=topics.QOS)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                # paho keeps QoS 1 messages and sends them after reconnecting.
+                self.counters.add("acks_queued_offline")
+        self._ack_inbound(item.inbound)
+
+    def _ack_inbound(self, inbound: _Inbound) -> None:
+        # A PUBACK on a newer connection would name a packet id the broker reused.
+        if inbound.qos > 0 and inbound.generation == self._generation:
+            self._client.ack(inbound.mid, inbound.qos)
+
+
+def _as_rejected(submission: Submission, reason: str) -> RejectedPayload:
+    if isinstance(submission, RejectedPayload):
+        return RejectedPayload(
+            reason=reason,
+            received_at=submission.received_at,
+            reader_id=submission.reader_id,
+            event_id=submission.event_id,
+            raw=submission.raw,
+        )
+    assert isinstance(submission, ReceivedTap)
+    return RejectedPayload(
+        reason=reason,
+        received_at=submission.received_at,
+        reader_id=submission.tap.reader_id,
+        event_id=submission.tap.event_id,
+        raw=encode(submission.tap),
+    )

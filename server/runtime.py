@@ -1,0 +1,172 @@
+"""What a server process runs besides HTTP: the database, the embedded broker, the ingest worker.
+
+`rollcall serve` starts one of these before the HTTP server and stops it after;
+`create_app(settings)` without one starts its own in the app's lifespan.
+"""
+
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from server.broker import EmbeddedBroker
+from server.db.engine import Database, open_database
+from server.db.migrate import ensure_current, upgrade
+from server.domain.clock import SYSTEM_CLOCK, Clock
+from server.errors import ConfigError, RollcallError
+from server.ingest.endpoint import MqttEndpoint
+from server.ingest.worker import IngestOptions, IngestWorker
+from server.services.taps import TapPolicy
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether each part is working."""
+
+    database_ok: bool
+    database_url: str
+    ingest_connected: bool | None
+    ingest_queued: int
+    ingest_counters: dict[str, int]
+    broker_kind: str
+    broker_url: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the database answers and ingest (if running) is connected."""
+        return self.database_ok and self.ingest_connected is not False
+
+
+class ServerRuntime:
+    """Opens the database (migrating it or checking it is current), the broker and ingest."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        migrate: bool = True,
+        ingest: bool = True,
+        ingest_ready_timeout: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._migrate = migrate
+        self._run_ingest = ingest
+        self._ready_timeout = ingest_ready_timeout
+        self._database: Database | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.ingest: IngestWorker | None = None
+        self._endpoint: MqttEndpoint | None = None
+
+    @property
+    def database(self) -> Database:
+        """The open database; only after start()."""
+        if self._database is None:
+            raise RuntimeError("the server runtime is not started")
+        return self._database
+
+    @property
+    def endpoint(self) -> MqttEndpoint:
+        """The MQTT broker in use; only after start()."""
+        if self._endpoint is None:
+            raise RuntimeError("the server runtime is not started")
+        return self._endpoint
+
+    @property
+    def broker_kind(self) -> str:
+        """'embedded' or 'external'."""
+        return "embedded" if self.settings.uses_embedded_broker else "external"
+
+    def start(self) -> None:
+        """Open and migrate the database, start the broker if embedded, start ingest."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        settings = self.settings
+        self._database = open_database(settings.resolved_database_url)
+        if self._migrate:
+            revision = upgrade(self._database)
+            log.info("database %s at revision %s", self._database.display_url, revision)
+        else:
+            ensure_current(self._database)
+        if settings.mqtt_url is None:
+            self.broker = EmbeddedBroker(
+                settings.embedded_broker_host, settings.embedded_broker_port
+            )
+            self.broker.start()
+            self._endpoint = MqttEndpoint(self.broker.host, self.broker.port)
+        else:
+            self._endpoint = MqttEndpoint.parse(settings.mqtt_url)
+        if self._run_ingest:
+            options = IngestOptions(
+                client_id=settings.ingest_client_id,
+                shared=settings.ingest_shared,
+                batch_size=settings.ingest_batch_size,
+                policy=TapPolicy(zone=settings.zone, skew_tolerance=settings.skew_tolerance),
+            )
+            self.ingest = IngestWorker(self._endpoint, self._database, options, clock=self._clock)
+            self.ingest.start()
+            # Wait for the subscription, so nothing published after start() is missed.
+            if not self.ingest.wait_ready(self._ready_timeout):
+                if self.broker is not None:
+                    # Our own broker is up: failing to subscribe is a bug, not a blip.
+                    raise RollcallError("ingest could not subscribe to the embedded broker")
+                log.warning(
+                    "MQTT broker %s not reachable yet; ingest keeps retrying in the background",
+                    self._endpoint.url,
+                )
+
+    def stop(self) -> None:
+        """Stop ingest, then the broker, then close the database; safe to call twice."""
+        if self.ingest is not None:
+            self.ingest.stop()
+            self.ingest = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self._database is not None:
+            self._database.dispose()
+            self._database = None
+
+    def health(self) -> Health:
+        """Check the database now and report ingest and broker state."""
+        database = self.database
+        ingest = self.ingest
+        return Health(
+            database_ok=database.ping(),
+            database_url=database.display_url,
+            ingest_connected=ingest.connected if ingest is not None else None,
+            ingest_queued=ingest.queued if ingest is not None else 0,
+            ingest_counters=ingest.counters.snapshot() if ingest is not None else {},
+            broker_kind=self.broker_kind,
+            broker_url=self.endpoint.url,
+        )
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def require_external_broker(settings: Settings) -> None:
+    """Refuse to run the ingest worker alone when no broker is configured."""
+    if settings.mqtt_url is None:
+        raise ConfigError(
+            "mqtt_url is not set: a standalone ingest worker needs an external broker "
+            "(the embedded broker runs only inside `rollcall serve`)"
+        )

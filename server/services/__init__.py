@@ -1,0 +1,1 @@
+"""Use cases: what the ingest worker and the HTTP routes both call."""

@@ -1,0 +1,911 @@
+"""Record taps: the one use case behind the MQTT ingest worker and the HTTP API.
+
+A batch is recorded in one transaction (group commit) with a fixed number of
+statements whatever its size: batched lookups, then one INSERT each for taps,
+attendance and ledger credits. The database's unique constraints, not this
+code, decide races between workers sharing a subscription:
+
+- `taps.event_id` (INSERT … ON CONFLICT DO NOTHING): a tap seen before is
+  answered `duplicate` with the original outcome and has no effect;
+- `attendance (member_id, session_id)`: the loser of a race downgrades its tap
+  to `duplicate` and credits nothing;
+- `points_ledger.attendance_id` among attendance credits: a credit happens once.
+
+Outcomes come back in input order. Nothing here publishes anything: the caller
+answers only after the transaction has committed.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, bindparam, case, insert, or_, text, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from protocol import Ack, AckResult, Display, Tap, TapMode
+from server.db import lookups
+from server.db.lookups import AttendanceInfo, CardInfo, OriginalTap, ReaderInfo
+from server.db.models import Attendance, LedgerEntry, Reader, TapRecord, UnknownCard, table_of
+from server.db.upserts import insert_for
+from server.domain import display
+from server.domain.attendance import (
+    AttendanceStatus,
+    OrgTree,
+    Resolution,
+    SessionCandidate,
+    resolve_session,
+)
+from server.domain.cards import CardStatus
+from server.domain.display import DisplayText
+from server.domain.points import FIXED_PER_ACTIVITY_V1, LedgerSource, PointsRules
+from server.errors import StorageError
+from server.services.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
+MAX_RAW_PAYLOAD = 64 * 1024
+MAX_DETAIL = 500
+
+
+@dataclass(frozen=True)
+class TapPolicy:
+    """Settings the tap rules depend on."""
+
+    zone: tzinfo = DEFAULT_ZONE
+    skew_tolerance: timedelta = timedelta(minutes=2)
+    rules: PointsRules = FIXED_PER_ACTIVITY_V1
+
+
+DEFAULT_POLICY = TapPolicy()
+
+
+@dataclass(frozen=True)
+class ReceivedTap:
+    """A well-formed tap and when the server received it."""
+
+    tap: Tap
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class RejectedPayload:
+    """A payload that is not a valid tap; stored as rejected with the reason."""
+
+    reason: str
+    received_at: datetime
+    reader_id: str | None = None
+    event_id: UUID | None = None
+    raw: bytes = b""
+
+
+Submission = ReceivedTap | RejectedPayload
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict on one tap, ready to be sent back as an ack."""
+
+    event_id: UUID | None
+    reader_id: str | None
+    result: AckResult
+    points: int
+    display: DisplayText
+    detail: str | None = None
+
+    def ack(self) -> Ack | None:
+        """The ack to publish, or None when the tap named no event id to answer."""
+        if self.event_id is None:
+            return None
+        detail = self.detail[:MAX_DETAIL] if self.detail else None
+        return Ack(
+            event_id=self.event_id,
+            result=self.result,
+            points=self.points,
+            display=Display(title=self.display.title, lines=list(self.display.lines)),
+            detail=detail,
+        )
+
+
+def record_taps(
+    uow: UnitOfWork, batch: Sequence[Submission], policy: TapPolicy = DEFAULT_POLICY
+) -> list[Outcome]:
+    """Record a batch of taps in one transaction and return their outcomes in order."""
+    if not batch:
+        return []
+    try:
+        with uow:
+            outcomes = _Batch(uow.session.connection(), policy, batch).record()
+            uow.commit()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"recording a batch of {len(batch)} taps failed: {exc}") from exc
+    return outcomes
+
+
+def record_tap(
+    uow: UnitOfWork, submission: Submission, policy: TapPolicy = DEFAULT_POLICY
+) -> Outcome:
+    """Record one tap in its own transaction."""
+    return record_taps(uow, [submission], policy)[0]
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _display_json(text_: DisplayText) -> dict[str, Any]:
+    return {"title": text_.title, "lines": list(text_.lines)}
+
+
+def _display_from_json(value: Any) -> DisplayText:
+    if not isinstance(value, dict):
+        return DisplayText("")
+    title = value.get("title")
+    lines = value.get("lines")
+    return DisplayText(
+        title if isinstance(title, str) else "",
+        tuple(x for x in lines if isinstance(x, str)) if isinstance(lines, list) else (),
+    )
+
+
+def _replay(event_id: UUID | None, reader_id: str | None, original: OriginalTap) -> Outcome:
+    """Answer a repeated event id with the original outcome, marked as a duplicate."""
+    return Outcome(
+        event_id=event_id,
+        reader_id=reader_id,
+        result=AckResult.DUPLICATE,
+        points=original.points,
+        display=_display_from_json(original.display),
+        detail=f"already recorded as {original.result}",
+    )
+
+
+@dataclass
+class _CheckIn:
+    member_id: int
+    session_id: int
+    status: AttendanceStatus
+    at: datetime
+    points: int
+    received_at: datetime
+
+
+@dataclass
+class _Item:
+    """One submission on its way through the batch."""
+
+    submission: Submission
+    outcome: Outcome | None = None
+    row: dict[str, Any] | None = None
+    same_as: int | None = None
+    tap_id: int | None = None
+    check_in: _CheckIn | None = None
+    checkout: tuple[int, int, datetime] | None = None
+    inbox: tuple[str, str, datetime, str, str] | None = None
+    # The result stored for this event id: the original one for a replay.
+    recorded_result: str | None = None
+
+    @property
+    def event_id(self) -> UUID | None:
+        s = self.submission
+        return s.tap.event_id if isinstance(s, ReceivedTap) else s.event_id
+
+    @property
+    def reader_id(self) -> str | None:
+        s = self.submission
+        return s.tap.reader_id if isinstance(s, ReceivedTap) else s.reader_id
+
+    def drop_effects(self) -> None:
+        self.check_in = None
+        self.checkout = None
+        self.inbox = None
+
+
+@dataclass
+class _Resolved:
+    """A tap whose reader and card are known: a kiosk tap, or one with its session."""
+
+    item: _Item
+    mode: TapMode
+    card: CardInfo
+    resolution: Resolution | None
+
+
+@dataclass
+class _AttendanceState:
+    """What this batch knows about one member's attendance of one session."""
+
+    checked_in_at: datetime | None
+    checked_out_at: datetime | None
+
+
+@dataclass
+class _Batch:
+    connection: Connection
+    policy: TapPolicy
+    submissions: Sequence[Submission]
+    items: list[_Item] = field(default_factory=list)
+    pending_credits: dict[int, int] = field(default_factory=dict)
+    session_points: dict[int, int] = field(default_factory=dict)
+
+    def record(self) -> list[Outcome]:
+        self.items = [_Item(s) for s in self.submissions]
+        fresh = self._skip_repeats()
+        resolved = self._resolve(fresh)
+        self._decide_attendance(resolved)
+        self._insert_taps()
+        self._insert_attendance_and_credits()
+        self._apply_checkouts()
+        self._file_unknown_cards()
+        self._touch_readers()
+        return self._outcomes()
+
+    # ---- repeats
+
+    def _skip_repeats(self) -> list[_Item]:
+        """Answer event ids seen before (in this batch or stored); return the rest."""
+        first_index: dict[UUID, int] = {}
+        candidates: list[_Item] = []
+        for index, item in enumerate(self.items):
+            event_id = item.event_id
+            if event_id is not None:
+                if event_id in first_index:
+                    item.same_as = first_index[event_id]
+                    continue
+                first_index[event_id] = index
+            candidates.append(item)
+        originals = lookups.original_taps(self.connection, first_index)
+        fresh: list[_Item] = []
+        for item in candidates:
+            original = originals.get(item.event_id) if item.event_id else None
+            if original is not None:
+                item.outcome = _replay(item.event_id, item.reader_id, original)
+                item.recorded_result = original.result
+            else:
+                fresh.append(item)
+        return fresh
+
+    # ---- resolution: reader → card → room → session
+
+    def _resolve(self, fresh: list[_Item]) -> list[_Resolved]:
+        taps = [i for i in fresh if isinstance(i.submission, ReceivedTap)]
+        for item in fresh:
+            if isinstance(item.submission, RejectedPayload):
+                self._reject_payload(item, item.submission)
+        if not taps:
+            return []
+        received = [i.submission for i in taps if isinstance(i.submission, ReceivedTap)]
+        readers = lookups.readers_by_id(self.connection, {r.tap.reader_id for r in received})
+        cards = lookups.cards_by_key(
+            self.connection, {(r.tap.card.tech.value, r.tap.card.uid) for r in received}
+        )
+        times = [r.tap.occurred_at for r in received]
+        sessions = lookups.sessions_in_rooms(
+            self.connection,
+            {r.room_id for r in readers.values() if r.room_id is not None},
+            min(times),
+            max(times),
+        )
+        self.session_points = sessions.points
+        needs_units = any(c.audience.org_unit_ids for cs in sessions.by_room.values() for c in cs)
+        tree = lookups.org_tree(self.connection) if needs_units else OrgTree({})
+        history = lookups.org_history(
+            self.connection, {c.member_id for c in cards.values()} if needs_units else ()
+        )
+
+        resolved: list[_Resolved] = []
+        for item in taps:
+            received_tap = item.submission
+            assert isinstance(received_tap, ReceivedTap)
+            tap = received_tap.tap
+            reader = readers.get(tap.reader_id)
+            if reader is None:
+                self._finish(
+                    item,
+                    AckResult.REJECTED,
+                    display.unknown_reader(tap.reader_id),
+                    detail="unknown reader",
+                    mode=tap.mode,
+                    flagged=True,
+                )
+                continue
+            mode = tap.mode or reader.mode
+            ahead = tap.occurred_at - received_tap.received_at
+            if ahead > self.policy.skew_tolerance:
+                self._finish(
+                    item,
+                    AckResult.REJECTED,
+                    display.clock_ahead(),
+                    detail=f"occurred_at is {ahead.total_seconds():.0f}s ahead of the server clock",
+                    mode=mode,
+                    flagged=True,
+                )
+                continue
+            card = cards.get((tap.card.tech.value, tap.card.uid))
+            if not self._card_usable(item, tap, mode, card):
+                continue
+            assert card is not None
+            if mode is TapMode.KIOSK:
+                # Answered in tap order with the others, so credits earlier in
+                # this batch count in the balance.
+                resolved.append(_Resolved(item, mode, card, None))
+                continue
+            resolution = self._resolve_session(
+                tap=tap, reader=reader, card=card, sessions=sessions, tree=tree, history=history
+            )
+            if resolution is None:
+                self._finish(
+                    item,
+                    AckResult.NO_SESSION,
+                    display.no_session(reader.room_name),
+                    detail=None if reader.room_id is not None else "reader has no room",
+                    mode=mode,
+                    card=card,
+                )
+                continue
+            resolved.append(_Resolved(item, mode, card, resolution))
+        return resolved
+
+    def _card_usable(self, item: _Item, tap: Tap, mode: TapMode, card: CardInfo | None) -> bool:
+        """Settle taps of unknown, blocked or enrolment cards; True if the tap goes on."""
+        tech, uid = tap.card.tech.value, tap.card.uid
+        if mode is TapMode.ENROLL:
+            if card is not None and card.status is CardStatus.ACTIVE:
+                self._finish(
+                    item,
+                    AckResult.DUPLICATE,
+                    display.card_already_enrolled(card.member_name),
+                    detail="enroll: card already belongs to a member",
+                    mode=mode,
+                    card=card,
+                )
+            else:
+                item.inbox = (tech, uid, tap.occurred_at, tap.reader_id, mode.value)
+                self._finish(
+                    item,
+                    AckResult.UNKNOWN_CARD,
+                    display.card_filed(uid),
+                    detail="enroll: filed in the unknown-card inbox",
+                    mode=mode,
+                )
+            return False
+        if card is None:
+            item.inbox = (tech, uid, tap.occurred_at, tap.reader_id, mode.value)
+            self._finish(item, AckResult.UNKNOWN_CARD, display.unknown_card(uid), mode=mode)
+            return False
+        if card.status is not CardStatus.ACTIVE:
+            self._finish(
+                item,
+                AckResult.CARD_REVOKED,
+                display.card_blocked(card.status),
+                detail=f"card is {card.status.value}",
+                mode=mode,
+                card=card,
+                flagged=True,
+            )
+            return False
+        day = tap.occurred_at.astimezone(self.policy.zone).date()
+        if not card.member_active_on(day):
+            self._finish(
+                item,
+                AckResult.CARD_REVOKED,
+                display.member_inactive(card.member_name),
+                detail=f"member not active on {day.isoformat()}",
+                mode=mode,
+                card=card,
+                flagged=True,
+            )
+            return False
+        return True
+
+    def _resolve_session(
+        self,
+        *,
+        tap: Tap,
+        reader: ReaderInfo,
+        card: CardInfo,
+        sessions: lookups.RoomSessions,
+        tree: OrgTree,
+        history: lookups.OrgHistory,
+    ) -> Resolution | None:
+        if reader.room_id is None:
+            return None
+
+        def expected(candidate: SessionCandidate) -> bool:
+            unit = history.unit_at(card.member_id, candidate.starts_at, card.org_unit_id)
+            return candidate.audience.includes(card.member_id, tree.path_to_root(unit))
+
+        return resolve_session(sessions.in_room(reader.room_id), tap.occurred_at, expected)
+
+    # ---- attendance, in tap order
+
+    def _decide_attendance(self, resolved: list[_Resolved]) -> None:
+        pairs = {
+            (r.card.member_id, r.resolution.session.session_id)
+            for r in resolved
+            if r.resolution is not None
+        }
+        stored: dict[tuple[int, int], AttendanceInfo] = lookups.attendance_for(
+            self.connection, pairs
+        )
+        state = {
+            key: _AttendanceState(info.checked_in_at, info.checked_out_at)
+            for key, info in stored.items()
+        }
+        zone = self.policy.zone
+        for r in resolved:
+            received_tap = r.item.submission
+            assert isinstance(received_tap, ReceivedTap)
+            at = received_tap.tap.occurred_at
+            if r.resolution is None:
+                self._answer_kiosk(r)
+                continue
+            session = r.resolution.session
+            name = r.card.member_name
+            key = (r.card.member_id, session.session_id)
+            known = state.get(key)
+            common: dict[str, Any] = {
+                "mode": r.mode,
+                "card": r.card,
+                "session_id": session.session_id,
+            }
+            if r.mode is TapMode.CHECKOUT:
+                if known is None or known.checked_in_at is None:
+                    self._finish(
+                        r.item,
+                        AckResult.NOT_EXPECTED,
+                        display.checkout_without_checkin(name, session.title),
+                        detail="check-out without check-in",
+                        **common,
+                    )
+                elif known.checked_out_at is not None:
+                    self._finish(
+                        r.item,
+                        AckResult.DUPLICATE,
+                        display.already_checked_out(
+                            name, session.title, known.checked_out_at, zone
+                        ),
+                        detail="already checked out",
+                        **common,
+                    )
+                else:
+                    known.checked_out_at = at
+                    r.item.checkout = (r.card.member_id, session.session_id, at)
+                    self._finish(
+                        r.item,
+                        AckResult.ACCEPTED,
+                        display.checked_out(name, session.title, at, zone),
+                        detail="checked out",
+                        **common,
+                    )
+                continue
+            if not r.resolution.credited:
+                self._finish(
+                    r.item,
+                    AckResult.NOT_EXPECTED,
+                    display.not_expected(name, session.title),
+                    detail="not in the session's audience; walk-ins not allowed",
+                    **common,
+                )
+                continue
+            if known is not None:
+                self._finish(
+                    r.item,
+                    AckResult.DUPLICATE,
+                    display.already_checked_in(name, session.title, known.checked_in_at, zone),
+                    detail="already checked in",
+                    **common,
+                )
+                continue
+            status = session.window.status_at(at)
+            points = self.policy.rules.points_for(
+                self.session_points.get(session.session_id, 0), status
+            )
+            state[key] = _AttendanceState(at, None)
+            self.pending_credits[r.card.member_id] = (
+                self.pending_credits.get(r.card.member_id, 0) + points
+            )
+            r.item.check_in = _CheckIn(
+                r.card.member_id, session.session_id, status, at, points, received_tap.received_at
+            )
+            detail = status.value if r.resolution.expected else f"{status.value}; walk-in"
+            self._finish(
+                r.item,
+                AckResult.ACCEPTED,
+                display.checked_in(
+                    name, session.title, points=points, status=status, at=at, zone=zone
+                ),
+                points=points,
+                detail=detail,
+                **common,
+            )
+
+    def _answer_kiosk(self, r: _Resolved) -> None:
+        points = lookups.balance_of(self.connection, r.card.member_id)
+        points += self.pending_credits.get(r.card.member_id, 0)
+        self._finish(
+            r.item,
+            AckResult.ACCEPTED,
+            display.balance(r.card.member_name, points),
+            points=points,
+            detail="kiosk: points balance",
+            mode=r.mode,
+            card=r.card,
+        )
+
+    # ---- outcome and row building
+
+    def _finish(
+        self,
+        item: _Item,
+        result: AckResult,
+        text_: DisplayText,
+        *,
+        points: int = 0,
+        detail: str | None = None,
+        mode: TapMode | None = None,
+        card: CardInfo | None = None,
+        session_id: int | None = None,
+        flagged: bool = False,
+    ) -> None:
+        received_tap = item.submission
+        assert isinstance(received_tap, ReceivedTap)
+        tap = received_tap.tap
+        item.outcome = Outcome(tap.event_id, tap.reader_id, result, points, text_, detail)
+        item.row = {
+            "event_id": tap.event_id,
+            "reader_id": tap.reader_id,
+            "boot_id": tap.boot_id,
+            "seq": tap.seq,
+            "card_tech": tap.card.tech.value,
+            "card_uid": tap.card.uid,
+            "occurred_at": tap.occurred_at,
+            "received_at": received_tap.received_at,
+            "clock_synced": tap.clock_synced,
+            "mode": mode.value if mode else None,
+            "result": result.value,
+            "points": points,
+            "session_id": session_id,
+            "member_id": card.member_id if card else None,
+            "card_id": card.card_id if card else None,
+            "detail": detail[:MAX_DETAIL] if detail else None,
+            "display": _display_json(text_),
+            "flagged": flagged,
+            "raw_payload": None,
+        }
+
+    def _reject_payload(self, item: _Item, payload: RejectedPayload) -> None:
+        text_ = display.malformed()
+        detail = payload.reason[:MAX_DETAIL]
+        item.outcome = Outcome(
+            payload.event_id, payload.reader_id, AckResult.REJECTED, 0, text_, detail
+        )
+        item.row = {
+            "event_id": payload.event_id,
+            "reader_id": payload.reader_id,
+            "boot_id": None,
+            "seq": None,
+            "card_tech": None,
+            "card_uid": None,
+            "occurred_at": None,
+            "received_at": payload.received_at,
+            "clock_synced": None,
+            "mode": None,
+            "result": AckResult.REJECTED.value,
+            "points": 0,
+            "session_id": None,
+            "member_id": None,
+            "card_id": None,
+            "detail": detail,
+            "display": _display_json(text_),
+            "flagged": True,
+            "raw_payload": payload.raw[:MAX_RAW_PAYLOAD],
+        }
+
+    # ---- writes
+    #
+    # Every batched write takes its keys in one global order (event id, then
+    # member and session, …). Two workers inserting overlapping keys in
+    # different orders would otherwise deadlock on PostgreSQL's unique indexes.
+
+    def _insert_taps(self) -> None:
+        table = table_of(TapRecord)
+        with_id = sorted(
+            (i for i in self.items if i.row is not None and i.event_id is not None),
+            key=lambda i: str(i.event_id),
+        )
+        without_id = [i for i in self.items if i.row is not None and i.event_id is None]
+        if without_id:
+            self.connection.execute(insert(table), [i.row for i in without_id if i.row])
+        if not with_id:
+            return
+        statement = (
+            insert_for(self.connection, table)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(table.c.id, table.c.event_id)
+        )
+        inserted = {
+            event_id: tap_id
+            for tap_id, event_id in self.connection.execute(
+                statement, [i.row for i in with_id if i.row]
+            )
+        }
+        lost = [i for i in with_id if i.event_id not in inserted]
+        for item in with_id:
+            item.tap_id = inserted.get(item.event_id) if item.event_id else None
+        if lost:
+            # Another worker recorded these event ids since we looked: theirs stands.
+            originals = lookups.original_taps(
+                self.connection, [i.event_id for i in lost if i.event_id]
+            )
+            for item in lost:
+                item.drop_effects()
+                original = originals.get(item.event_id) if item.event_id else None
+                item.recorded_result = original.result if original else None
+                item.outcome = (
+                    _replay(item.event_id, item.reader_id, original)
+                    if original
+                    else Outcome(
+                        item.event_id,
+                        item.reader_id,
+                        AckResult.DUPLICATE,
+                        0,
+                        display.server_error(),
+                        "already recorded by another worker",
+                    )
+                )
+
+    def _insert_attendance_and_credits(self) -> None:
+        planned = sorted(
+            (i for i in self.items if i.check_in is not None and i.tap_id is not None),
+            key=lambda i: (i.check_in.member_id, i.check_in.session_id) if i.check_in else (0, 0),
+        )
+        if not planned:
+            return
+        table = table_of(Attendance)
+        statement = (
+            insert_for(self.connection, table)
+            .on_conflict_do_nothing(index_elements=["member_id", "session_id"])
+            .returning(table.c.id, table.c.member_id, table.c.session_id)
+        )
+        rows = []
+        for item in planned:
+            c = item.check_in
+            assert c is not None
+            rows.append(
+                {
+                    "member_id": c.member_id,
+                    "session_id": c.session_id,
+                    "status": c.status.value,
+                    "first_tap_id": item.tap_id,
+                    "checked_in_at": c.at,
+                    "checkout_tap_id": None,
+                    "checked_out_at": None,
+                    "created_at": c.received_at,
+                }
+            )
+        created = {
+            (member_id, session_id): attendance_id
+            for attendance_id, member_id, session_id in self.connection.execute(statement, rows)
+        }
+        losers = [
+            i
+            for i in planned
+            if i.check_in and (i.check_in.member_id, i.check_in.session_id) not in created
+        ]
+        if losers:
+            self._downgrade_lost_check_ins(losers)
+        credits = []
+        for item in planned:
+            c = item.check_in
+            if c is None or c.points == 0:
+                continue
+            attendance_id = created.get((c.member_id, c.session_id))
+            if attendance_id is None:
+                continue
+            credits.append(
+                {
+                    "member_id": c.member_id,
+                    "amount": c.points,
+                    "source": LedgerSource.ATTENDANCE.value,
+                    "rule_version": self.policy.rules.version,
+                    "attendance_id": attendance_id,
+                    "reverses_id": None,
+                    "reason": None,
+                    "created_at": c.received_at,
+                }
+            )
+        if credits:
+            credits.sort(key=lambda row: int(row["attendance_id"]))
+            ledger = table_of(LedgerEntry)
+            self.connection.execute(
+                insert_for(self.connection, ledger).on_conflict_do_nothing(
+                    index_elements=["attendance_id"], index_where=text("source = 'attendance'")
+                ),
+                credits,
+            )
+
+    def _downgrade_lost_check_ins(self, losers: list[_Item]) -> None:
+        """Another worker created these attendances first: our taps become duplicates."""
+        first = lookups.first_checkins(
+            self.connection,
+            [(i.check_in.member_id, i.check_in.session_id) for i in losers if i.check_in],
+        )
+        updates = []
+        for item in losers:
+            c = item.check_in
+            previous = item.outcome
+            assert c is not None
+            assert previous is not None
+            lines = previous.display.lines
+            text_ = display.already_checked_in(
+                lines[0] if lines else "",
+                lines[1] if len(lines) > 1 else "",
+                first.get((c.member_id, c.session_id)),
+                self.policy.zone,
+            )
+            item.check_in = None
+            item.outcome = Outcome(
+                previous.event_id,
+                previous.reader_id,
+                AckResult.DUPLICATE,
+                0,
+                text_,
+                "already checked in",
+            )
+            updates.append(
+                {
+                    "tap_id": item.tap_id,
+                    "new_result": AckResult.DUPLICATE.value,
+                    "new_display": _display_json(text_),
+                    "new_detail": "already checked in",
+                }
+            )
+        table = table_of(TapRecord)
+        self.connection.execute(
+            update(table)
+            .where(table.c.id == bindparam("tap_id"))
+            .values(
+                result=bindparam("new_result"),
+                points=0,
+                display=bindparam("new_display", type_=table.c.display.type),
+                detail=bindparam("new_detail"),
+            ),
+            updates,
+        )
+
+    def _apply_checkouts(self) -> None:
+        rows = sorted(
+            (
+                {"m": i.checkout[0], "s": i.checkout[1], "at": i.checkout[2], "tap": i.tap_id}
+                for i in self.items
+                if i.checkout is not None and i.tap_id is not None
+            ),
+            key=lambda row: (row["m"], row["s"]),
+        )
+        if not rows:
+            return
+        table = table_of(Attendance)
+        self.connection.execute(
+            update(table)
+            .where(
+                table.c.member_id == bindparam("m"),
+                table.c.session_id == bindparam("s"),
+                table.c.checked_out_at.is_(None),
+            )
+            .values(
+                checked_out_at=bindparam("at", type_=table.c.checked_out_at.type),
+                checkout_tap_id=bindparam("tap"),
+            ),
+            rows,
+        )
+
+    def _file_unknown_cards(self) -> None:
+        sightings: dict[tuple[str, str], dict[str, Any]] = {}
+        for item in self.items:
+            if item.inbox is None or item.tap_id is None:
+                continue
+            tech, uid, at, reader_id, mode = item.inbox
+            entry = sightings.get((tech, uid))
+            if entry is None:
+                sightings[(tech, uid)] = {
+                    "tech": tech,
+                    "uid": uid,
+                    "first_seen_at": at,
+                    "last_seen_at": at,
+                    "tap_count": 1,
+                    "last_reader_id": reader_id,
+                    "last_mode": mode,
+                    "resolved_at": None,
+                }
+                continue
+            entry["tap_count"] += 1
+            entry["first_seen_at"] = min(entry["first_seen_at"], at)
+            if at >= entry["last_seen_at"]:
+                entry.update(last_seen_at=at, last_reader_id=reader_id, last_mode=mode)
+        if not sightings:
+            return
+        table = table_of(UnknownCard)
+        statement = insert_for(self.connection, table)
+        newer = statement.excluded.last_seen_at > table.c.last_seen_at
+        statement = statement.on_conflict_do_update(
+            index_elements=["tech", "uid"],
+            set_={
+                "first_seen_at": case(
+                    (
+                        statement.excluded.first_seen_at < table.c.first_seen_at,
+                        statement.excluded.first_seen_at,
+                    ),
+                    else_=table.c.first_seen_at,
+                ),
+                "last_seen_at": case(
+                    (newer, statement.excluded.last_seen_at), else_=table.c.last_seen_at
+                ),
+                "last_reader_id": case(
+                    (newer, statement.excluded.last_reader_id), else_=table.c.last_reader_id
+                ),
+                "last_mode": case((newer, statement.excluded.last_mode), else_=table.c.last_mode),
+                "tap_count": table.c.tap_count + statement.excluded.tap_count,
+                # Seen again after enrolment: it is back in the inbox.
+                "resolved_at": None,
+            },
+        )
+        self.connection.execute(statement, [sightings[key] for key in sorted(sightings)])
+
+    def _touch_readers(self) -> None:
+        latest: dict[str, tuple[datetime, float]] = {}
+        for item in self.items:
+            s = item.submission
+            if not isinstance(s, ReceivedTap) or item.tap_id is None:
+                continue
+            skew = (s.tap.occurred_at - s.received_at).total_seconds()
+            seen = latest.get(s.tap.reader_id)
+            if seen is None or s.received_at >= seen[0]:
+                latest[s.tap.reader_id] = (s.received_at, skew)
+        if not latest:
+            return
+        table = table_of(Reader)
+        seen_type = table.c.last_seen_at.type
+        self.connection.execute(
+            update(table)
+            .where(
+                table.c.reader_id == bindparam("rid"),
+                or_(
+                    table.c.last_seen_at.is_(None),
+                    table.c.last_seen_at < bindparam("seen", type_=seen_type),
+                ),
+            )
+            .values(
+                last_seen_at=bindparam("seen", type_=seen_type), skew_seconds=bindparam("skew")
+            ),
+            [{"rid": rid, "seen": at, "skew": skew} for rid, (at, skew) in sorted(latest.items())],
+        )
+
+    # ---- answers
+
+    def _outcomes(self) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for item in self.items:
+            if item.same_as is not None:
+                first_item = self.items[item.same_as]
+                first = first_item.outcome
+                assert first is not None
+                recorded = first_item.recorded_result or first.result.value
+                outcomes.append(
+                    Outcome(
+                        item.event_id,
+                        item.reader_id,
+                        AckResult.DUPLICATE,
+                        first.points,
+                        first.display,
+                        f"already recorded as {recorded}",
+                    )
+                )
+                continue
+            if item.outcome is None:  # pragma: no cover - every path sets an outcome
+                raise RuntimeError("tap left without an outcome")
+            outcomes.append(item.outcome)
+        return outcomes

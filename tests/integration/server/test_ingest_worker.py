@@ -1,0 +1,325 @@
+"""The ingest worker end to end: a real Mosquitto, paho publishers, a real database."""
+
+import json
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from protocol import Ack, AckResult, ReaderState, Status, Tap, decode_as, encode, topics
+from server.db.engine import Database
+from server.db.models import Attendance, LedgerEntry, Reader, TapRecord
+from server.domain.clock import FixedClock
+from server.errors import StorageError
+from server.ingest.endpoint import MqttEndpoint
+from server.ingest.worker import IngestOptions, IngestWorker
+from server.sample import MinimalSeed, TapBuilder
+from server.services.taps import Outcome, ReceivedTap, Submission
+
+NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
+ACKS = topics.all_readers("acks")
+Probes = Callable[..., Any]
+Eventually = Callable[..., bool]
+Mosquitto = Any
+
+
+@pytest.fixture
+def start_worker(mosquitto: Mosquitto, database: Database) -> Iterator[Callable[..., IngestWorker]]:
+    """Start ingest workers on the test broker; all are stopped afterwards."""
+    started: list[IngestWorker] = []
+
+    def start(
+        client_id: str = "ingest-test", *, kind: type[IngestWorker] = IngestWorker, **options: Any
+    ) -> IngestWorker:
+        worker = kind(
+            MqttEndpoint(mosquitto.host, mosquitto.port),
+            database,
+            IngestOptions(client_id=client_id, **options),
+            clock=FixedClock(NOW),
+        )
+        worker.start()
+        started.append(worker)
+        assert worker.wait_ready(10), "worker did not subscribe"
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+class Readers:
+    """Plays the reader agents: publishes on their topics and listens to every ack."""
+
+    def __init__(self, publisher: Any, listener: Any) -> None:
+        self.publisher = publisher
+        self.listener = listener
+
+    def send(self, tap: Tap, reader_id: str | None = None, *, wait: bool = True) -> None:
+        """Publish a tap on its reader's topic (or another reader's)."""
+        self.send_raw(topics.taps(reader_id or tap.reader_id), encode(tap), wait=wait)
+
+    def send_raw(
+        self, topic: str, payload: bytes, *, wait: bool = True, retain: bool = False
+    ) -> None:
+        """Publish any payload."""
+        if wait:
+            self.publisher.publish(topic, payload, retain=retain)
+        else:
+            self.publisher.client.publish(topic, payload, qos=1, retain=retain)
+
+    def ack(self, timeout: float = 10.0) -> tuple[str, Ack]:
+        """The next ack and the reader it was sent to."""
+        message = self.listener.next(timeout)
+        reader_id, channel = topics.parse(message.topic)
+        assert channel == "acks"
+        return reader_id, decode_as(message.payload, Ack)
+
+    def acks(self, n: int) -> list[Ack]:
+        """The next n acks."""
+        return [self.ack()[1] for _ in range(n)]
+
+
+@pytest.fixture
+def readers(mosquitto: Mosquitto, probes: Probes) -> Readers:
+    """Simulated readers on the test broker."""
+    listener = probes(mosquitto.host, mosquitto.port, "ack-listener")
+    listener.subscribe(ACKS)
+    return Readers(probes(mosquitto.host, mosquitto.port, "reader-sim"), listener)
+
+
+def count(database: Database, model: type[Any], *where: Any) -> int:
+    with database.sessions() as db:
+        return int(db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def test_taps_are_answered_after_commit(
+    seeded: MinimalSeed,
+    database: Database,
+    start_worker: Callable[..., IngestWorker],
+    readers: Readers,
+) -> None:
+    worker = start_worker()
+    builder = TapBuilder.for_seed(seeded)
+    tap = builder.tap()
+
+    readers.send(tap)
+    reader_id, ack = readers.ack()
+    assert reader_id == seeded.reader_id
+    assert (ack.event_id, ack.result, ack.points) == (tap.event_id, AckResult.ACCEPTED, 2)
+    assert ack.display.title == "签到成功 +2"
+    assert count(database, Attendance) == 1  # committed before the ack went out
+
+    readers.send(tap)
+    _, again = readers.ack()
+    assert (again.result, again.points, again.display) == (
+        AckResult.DUPLICATE,
+        2,
+        ack.display,
+    )
+
+    readers.send(builder.tap())
+    _, second = readers.ack()
+    assert (second.result, second.display.title) == (AckResult.DUPLICATE, "重复签到")
+
+    assert count(database, LedgerEntry) == 1
+    assert worker.counters.get("result_accepted") == 1
+    assert worker.counters.get("result_duplicate") == 2
+    assert worker.counters.get("acks_published") == 3
+
+
+def test_malformed_payloads_are_stored_and_the_worker_keeps_going(
+    seeded: MinimalSeed,
+    database: Database,
+    start_worker: Callable[..., IngestWorker],
+    readers: Readers,
+    eventually: Eventually,
+) -> None:
+    worker = start_worker()
+    builder = TapBuilder.for_seed(seeded)
+    topic = topics.taps(seeded.reader_id)
+    named = uuid.uuid4()
+    wrong_reader = builder.tap(reader_id="room-2")
+
+    readers.send_raw(topic, b"\x00garbage")
+    readers.send_raw(topic, json.dumps({"v": 1, "type": "tap", "event_id": str(named)}).encode())
+    readers.send(wrong_reader, seeded.reader_id)
+    readers.send_raw("rollcall/v1/readers/bad.id/taps", b"{}")
+    good = builder.tap()
+    readers.send(good)
+
+    answered = {a.event_id: a for a in readers.acks(3)}
+    assert answered[named].result is AckResult.REJECTED
+    assert answered[named].detail is not None
+    assert answered[named].detail.startswith("malformed tap: ")
+    assert answered[wrong_reader.event_id].result is AckResult.REJECTED
+    assert "does not match" in (answered[wrong_reader.event_id].detail or "")
+    assert answered[good.event_id].result is AckResult.ACCEPTED
+    assert eventually(lambda: count(database, TapRecord) == 5)
+    with database.sessions() as db:
+        rejected = {
+            row.raw_payload: row
+            for row in db.execute(
+                select(TapRecord.reader_id, TapRecord.detail, TapRecord.raw_payload).where(
+                    TapRecord.result == "rejected"
+                )
+            )
+        }
+    assert len(rejected) == 4
+    assert rejected[b"\x00garbage"].reader_id == seeded.reader_id
+    assert rejected[b"\x00garbage"].detail.startswith("malformed tap: payload is not")
+    assert rejected[b"{}"].reader_id is None
+    assert rejected[b"{}"].detail.startswith("foreign topic")
+    assert worker.counters.get("malformed") == 4
+
+
+def test_taps_sent_while_the_worker_is_down_are_answered_when_it_returns(
+    seeded: MinimalSeed,
+    database: Database,
+    start_worker: Callable[..., IngestWorker],
+    readers: Readers,
+) -> None:
+    first = start_worker("ingest-persistent")
+    first.stop()
+    builder = TapBuilder.for_seed(seeded)
+    sent = [builder.tap(uid=f"{i:08X}") for i in range(300)] + [builder.tap()]
+    for tap in sent:
+        readers.send(tap, wait=False)
+    readers.send(sent[-1])  # and a redelivery
+
+    second = start_worker("ingest-persistent", batch_size=100)
+    answers = readers.acks(len(sent) + 1)
+
+    by_event: dict[uuid.UUID, list[AckResult]] = {}
+    for ack in answers:
+        by_event.setdefault(ack.event_id, []).append(ack.result)
+    assert set(by_event) == {tap.event_id for tap in sent}
+    assert by_event[sent[-1].event_id] == [AckResult.ACCEPTED, AckResult.DUPLICATE]
+    assert count(database, TapRecord) == len(sent)
+    assert count(database, LedgerEntry) == 1
+    assert second.counters.get("batched_taps") == len(sent) + 1
+    assert 1 < second.counters.snapshot()["batch_size_max"] <= 100
+
+
+def test_reader_status_is_recorded(
+    seeded: MinimalSeed,
+    database: Database,
+    start_worker: Callable[..., IngestWorker],
+    readers: Readers,
+    eventually: Eventually,
+) -> None:
+    start_worker()
+    status = Status(
+        state=ReaderState.ONLINE,
+        boot_id=uuid.uuid4(),
+        agent_version="0.1.0",
+        source="pcsc",
+        outbox_depth=3,
+        clock_synced=True,
+    )
+
+    readers.send_raw(topics.status(seeded.reader_id), encode(status), retain=True)
+
+    def recorded() -> bool:
+        with database.sessions() as db:
+            reader = db.scalars(select(Reader)).one()
+        return reader.state == "online" and reader.outbox_depth == 3
+
+    assert eventually(recorded)
+    with database.sessions() as db:
+        reader = db.scalars(select(Reader)).one()
+    assert (reader.boot_id, reader.card_source, reader.last_status_at) == (
+        status.boot_id,
+        "pcsc",
+        NOW,
+    )
+
+
+def test_shared_subscription_splits_load_without_double_credit(
+    seeded: MinimalSeed,
+    database: Database,
+    start_worker: Callable[..., IngestWorker],
+    readers: Readers,
+) -> None:
+    workers = [start_worker(f"ingest-{n}", shared=True) for n in range(2)]
+    builder = TapBuilder.for_seed(seeded)
+    sent = [builder.tap() for _ in range(60)]  # the same person, 60 times
+
+    for tap in sent:
+        readers.send(tap, wait=False)
+    answers = readers.acks(len(sent))
+
+    assert sorted(a.event_id for a in answers) == sorted(t.event_id for t in sent)
+    assert [a.result for a in answers].count(AckResult.ACCEPTED) == 1
+    assert count(database, LedgerEntry) == 1
+    assert sum(w.counters.get("received") for w in workers) == len(sent)
+
+
+class PoisonedWorker(IngestWorker):
+    """A worker whose recording blows up on one card, as a bug in the rules might."""
+
+    def _record_taps(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        if any(isinstance(s, ReceivedTap) and s.tap.card.uid == "0BADCA7D" for s in submissions):
+            raise ZeroDivisionError("a bug")
+        return super()._record_taps(submissions)
+
+
+def test_one_poison_tap_does_not_block_the_others(
+    seeded: MinimalSeed,
+    database: Database,
+    start_worker: Callable[..., IngestWorker],
+    readers: Readers,
+) -> None:
+    worker = start_worker("ingest-poison", kind=PoisonedWorker)
+    worker.stop()  # let the taps queue up so they arrive in one batch
+    builder = TapBuilder.for_seed(seeded)
+    poison, good = builder.tap(uid="0BADCA7D"), builder.tap()
+    readers.send(poison)
+    readers.send(good)
+
+    worker = start_worker("ingest-poison", kind=PoisonedWorker)
+    answers = {a.event_id: a for a in readers.acks(2)}
+
+    assert answers[good.event_id].result is AckResult.ACCEPTED
+    assert answers[poison.event_id].result is AckResult.REJECTED
+    assert "ZeroDivisionError" in (answers[poison.event_id].detail or "")
+    assert worker.counters.get("poison") == 1
+    assert count(database, TapRecord, TapRecord.result == "rejected") == 1
+
+
+class FlakyDatabaseWorker(IngestWorker):
+    """A worker whose database is unreachable for its first attempts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = 3
+
+    def _record_taps(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        if self.failures > 0:
+            self.failures -= 1
+            cause = OperationalError("INSERT", {}, Exception("connection refused"))
+            raise StorageError("database unavailable") from cause
+        return super()._record_taps(submissions)
+
+
+def test_taps_wait_for_the_database_and_are_never_answered_before_commit(
+    seeded: MinimalSeed,
+    database: Database,
+    start_worker: Callable[..., IngestWorker],
+    readers: Readers,
+) -> None:
+    worker = start_worker("ingest-flaky", kind=FlakyDatabaseWorker)
+    tap = TapBuilder.for_seed(seeded).tap()
+
+    readers.send(tap)
+    with pytest.raises(TimeoutError):
+        readers.ack(timeout=0.3)  # nothing is committed yet, so nothing is answered
+    _, ack = readers.ack()
+
+    assert (ack.event_id, ack.result) == (tap.event_id, AckResult.ACCEPTED)
+    assert worker.counters.get("db_errors") >= 1
+    assert worker.counters.get("poison") == 0
+    assert count(database, TapRecord) == 1

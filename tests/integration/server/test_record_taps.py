@@ -1,0 +1,613 @@
+"""record_taps against real SQLite and PostgreSQL databases."""
+
+import threading
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select, update
+
+from protocol import AckResult, CardTech, TapMode
+from server.db import lookups
+from server.db.engine import Database
+from server.db.models import (
+    Attendance,
+    AttendanceSession,
+    Card,
+    LedgerEntry,
+    Member,
+    MemberOrgHistory,
+    OrgUnit,
+    Reader,
+    SessionAudience,
+    SessionRoom,
+    TapRecord,
+    UnknownCard,
+)
+from server.sample import MinimalSeed, TapBuilder
+from server.services.taps import (
+    Outcome,
+    ReceivedTap,
+    RejectedPayload,
+    Submission,
+    record_tap,
+    record_taps,
+)
+from server.services.unit_of_work import UnitOfWork
+
+NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai; the seeded session starts
+
+
+def record(database: Database, *batch: Submission) -> list[Outcome]:
+    return record_taps(UnitOfWork(database.write_sessions), list(batch))
+
+
+def count(database: Database, model: type[Any], *where: Any) -> int:
+    with database.sessions() as db:
+        return int(db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def ledger(database: Database) -> list[tuple[int, int, str, str]]:
+    with database.sessions() as db:
+        rows = db.execute(
+            select(
+                LedgerEntry.member_id,
+                LedgerEntry.amount,
+                LedgerEntry.source,
+                LedgerEntry.rule_version,
+            ).order_by(LedgerEntry.id)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_first_tap_is_accepted_with_attendance_and_credit(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    [outcome] = record(database, taps.received())
+
+    assert outcome.result is AckResult.ACCEPTED
+    assert outcome.points == 2
+    assert outcome.display.title == "签到成功 +2"
+    assert outcome.display.lines == ("张三", "测试学习会")
+    with database.sessions() as db:
+        attendance = db.scalars(select(Attendance)).one()
+    assert (attendance.member_id, attendance.session_id) == (seeded.member_id, seeded.session_id)
+    assert attendance.status == "present"
+    assert attendance.checked_in_at == NOW
+    assert ledger(database) == [(seeded.member_id, 2, "attendance", "fixed-per-activity/1")]
+
+
+def test_ack_carries_the_outcome(database: Database, taps: TapBuilder) -> None:
+    tap = taps.received()
+    [outcome] = record(database, tap)
+
+    ack = outcome.ack()
+    assert ack is not None
+    assert ack.event_id == tap.tap.event_id
+    assert (ack.result, ack.points, ack.display.title) == (AckResult.ACCEPTED, 2, "签到成功 +2")
+
+
+def test_tap_after_grace_is_late_and_still_credited(database: Database, taps: TapBuilder) -> None:
+    at = NOW + timedelta(minutes=6)
+    [outcome] = record(database, taps.received(at=at, received_at=at))
+
+    assert outcome.result is AckResult.ACCEPTED
+    assert outcome.points == 2
+    assert "迟到 09:06" in outcome.display.lines
+    with database.sessions() as db:
+        assert db.scalars(select(Attendance.status)).one() == "late"
+
+
+def test_repeated_event_id_is_answered_with_the_original_and_not_credited_twice(
+    database: Database, taps: TapBuilder
+) -> None:
+    tap = taps.received()
+    [first] = record(database, tap)
+    [again] = record(database, tap)
+
+    assert again.result is AckResult.DUPLICATE
+    assert (again.points, again.display) == (first.points, first.display)
+    assert again.detail == "already recorded as accepted"
+    assert count(database, TapRecord) == 1
+    assert count(database, Attendance) == 1
+    assert len(ledger(database)) == 1
+
+
+def test_repeated_event_id_within_one_batch(database: Database, taps: TapBuilder) -> None:
+    tap = taps.received()
+    first, again = record(database, tap, tap)
+
+    assert first.result is AckResult.ACCEPTED
+    assert again.result is AckResult.DUPLICATE
+    assert again.points == 2
+    assert again.display == first.display
+    assert count(database, TapRecord) == 1
+    assert len(ledger(database)) == 1
+
+
+def test_same_member_twice_is_a_duplicate_check_in(database: Database, taps: TapBuilder) -> None:
+    later = NOW + timedelta(minutes=2)
+    first, second = record(database, taps.received(), taps.received(at=later))
+    [third] = record(database, taps.received(at=later, received_at=later))
+
+    assert first.result is AckResult.ACCEPTED
+    for outcome in (second, third):
+        assert outcome.result is AckResult.DUPLICATE
+        assert outcome.points == 0
+        assert outcome.display.title == "重复签到"
+        assert "已于 09:00 签到" in outcome.display.lines
+    assert count(database, TapRecord) == 3
+    assert len(ledger(database)) == 1
+
+
+def test_unknown_card_goes_to_the_inbox(database: Database, taps: TapBuilder) -> None:
+    later = NOW + timedelta(minutes=1)
+    first, second = record(database, taps.received(uid="DEADBEEF"), taps.received(uid="DEADBEEF"))
+    [third] = record(
+        database, taps.received(uid="DEADBEEF", at=later, received_at=later, mode=TapMode.ENROLL)
+    )
+
+    assert first.result is second.result is AckResult.UNKNOWN_CARD
+    assert first.display.title == "未登记的卡"
+    assert "卡号 DEADBEEF" in first.display.lines
+    assert third.result is AckResult.UNKNOWN_CARD
+    assert third.display.title == "卡已收录"
+    with database.sessions() as db:
+        inbox = db.scalars(select(UnknownCard)).one()
+    assert (inbox.tech, inbox.uid, inbox.tap_count) == ("iso14443a", "DEADBEEF", 3)
+    assert (inbox.first_seen_at, inbox.last_seen_at) == (NOW, later)
+    assert (inbox.last_reader_id, inbox.last_mode) == ("room-1", "enroll")
+    assert count(database, Attendance) == 0
+
+
+def test_enrolling_a_known_card_does_not_file_it(database: Database, taps: TapBuilder) -> None:
+    [outcome] = record(database, taps.received(mode=TapMode.ENROLL))
+
+    assert outcome.result is AckResult.DUPLICATE
+    assert outcome.display.title == "卡已登记"
+    assert count(database, UnknownCard) == 0
+    assert count(database, Attendance) == 0
+
+
+@pytest.mark.parametrize(("status", "title"), [("lost", "卡已挂失"), ("revoked", "卡已注销")])
+def test_blocked_card_is_refused_and_flagged(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder, status: str, title: str
+) -> None:
+    with database.write_sessions.begin() as db:
+        db.execute(update(Card).where(Card.id == seeded.card_id).values(status=status))
+
+    [outcome] = record(database, taps.received())
+
+    assert outcome.result is AckResult.CARD_REVOKED
+    assert outcome.display.title == title
+    with database.sessions() as db:
+        row = db.scalars(select(TapRecord)).one()
+    assert row.flagged
+    assert row.member_id == seeded.member_id
+    assert count(database, Attendance) == 0
+
+
+def test_replaced_card_refused_but_new_active_card_with_same_uid_wins(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    with database.write_sessions.begin() as db:
+        db.execute(update(Card).where(Card.id == seeded.card_id).values(status="replaced"))
+        db.add(Card(tech="iso14443a", uid=seeded.card_uid, member_id=seeded.member_id))
+
+    [outcome] = record(database, taps.received())
+
+    assert outcome.result is AckResult.ACCEPTED
+
+
+def test_member_outside_active_dates_is_refused(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    with database.write_sessions.begin() as db:
+        db.execute(
+            update(Member).where(Member.id == seeded.member_id).values(active_to=date(2025, 3, 2))
+        )
+
+    [outcome] = record(database, taps.received())
+
+    assert outcome.result is AckResult.CARD_REVOKED
+    assert outcome.display.title == "卡已停用"
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [timedelta(minutes=-31), timedelta(hours=1), timedelta(hours=3)],
+    ids=["before-open", "at-close", "after-close"],
+)
+def test_no_session_outside_the_window(
+    database: Database, taps: TapBuilder, offset: timedelta
+) -> None:
+    at = NOW + offset
+    [outcome] = record(database, taps.received(at=at, received_at=at))
+
+    assert outcome.result is AckResult.NO_SESSION
+    assert outcome.display.title == "当前没有可签到的会议"
+    assert outcome.display.lines == ("测试会议室",)
+    assert count(database, Attendance) == 0
+
+
+def test_window_opening_instant_counts(database: Database, taps: TapBuilder) -> None:
+    at = NOW - timedelta(minutes=30)
+    [outcome] = record(database, taps.received(at=at, received_at=at))
+
+    assert outcome.result is AckResult.ACCEPTED
+
+
+def test_unknown_reader_is_stored_and_rejected(database: Database, taps: TapBuilder) -> None:
+    [outcome] = record(database, taps.received(reader_id="hall-9"))
+
+    assert outcome.result is AckResult.REJECTED
+    assert outcome.detail == "unknown reader"
+    assert outcome.display.title == "读卡器未登记"
+    with database.sessions() as db:
+        row = db.scalars(select(TapRecord)).one()
+    assert (row.reader_id, row.result, row.flagged) == ("hall-9", "rejected", True)
+
+
+def test_tap_stamped_in_the_future_is_rejected_and_flagged(
+    database: Database, taps: TapBuilder
+) -> None:
+    ahead = taps.received(at=NOW + timedelta(minutes=10), received_at=NOW)
+    within = taps.received(at=NOW + timedelta(seconds=90), received_at=NOW)
+
+    refused, tolerated = record(database, ahead, within)
+
+    assert refused.result is AckResult.REJECTED
+    assert refused.display.title == "时间异常"
+    assert refused.detail is not None
+    assert "600s ahead" in refused.detail
+    assert tolerated.result is AckResult.ACCEPTED
+    with database.sessions() as db:
+        flagged = dict(db.execute(select(TapRecord.event_id, TapRecord.flagged)).all())
+    assert flagged == {ahead.tap.event_id: True, within.tap.event_id: False}
+
+
+def test_kiosk_answers_the_balance_including_this_batch(
+    database: Database, taps: TapBuilder
+) -> None:
+    before, _, after = record(
+        database,
+        taps.received(mode=TapMode.KIOSK),
+        taps.received(),
+        taps.received(mode=TapMode.KIOSK),
+    )
+
+    assert (before.result, before.points) == (AckResult.ACCEPTED, 0)
+    assert (after.result, after.points) == (AckResult.ACCEPTED, 2)
+    assert after.display.title == "张三 积分 2"
+    assert count(database, Attendance) == 1
+
+
+def test_reader_mode_applies_when_the_tap_has_none(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    with database.write_sessions.begin() as db:
+        db.execute(update(Reader).values(mode="kiosk"))
+
+    [outcome] = record(database, taps.received())
+
+    assert outcome.detail == "kiosk: points balance"
+    assert count(database, Attendance) == 0
+    with database.sessions() as db:
+        assert db.scalars(select(TapRecord.mode)).one() == "kiosk"
+
+
+def test_checkout_after_check_in(database: Database, taps: TapBuilder) -> None:
+    out_at = NOW + timedelta(minutes=50)
+    record(database, taps.received())
+    [checkout] = record(database, taps.received(at=out_at, mode=TapMode.CHECKOUT))
+    [again] = record(database, taps.received(at=out_at, mode=TapMode.CHECKOUT))
+
+    assert (checkout.result, checkout.display.title) == (AckResult.ACCEPTED, "签退成功")
+    assert (again.result, again.display.title) == (AckResult.DUPLICATE, "重复签退")
+    with database.sessions() as db:
+        attendance = db.scalars(select(Attendance)).one()
+    assert attendance.checked_out_at == out_at
+    assert len(ledger(database)) == 1
+
+
+def test_checkout_without_check_in(database: Database, taps: TapBuilder) -> None:
+    [outcome] = record(database, taps.received(mode=TapMode.CHECKOUT))
+
+    assert outcome.result is AckResult.NOT_EXPECTED
+    assert count(database, Attendance) == 0
+
+
+def _restrict_audience(database: Database, seed: MinimalSeed, *, walk_in: bool) -> int:
+    """Give the session an audience of another unit; return that unit's id."""
+    with database.write_sessions.begin() as db:
+        other = OrgUnit(code="T02", name="另一支部")
+        db.add(other)
+        db.flush()
+        db.add(SessionAudience(session_id=seed.session_id, org_unit_id=other.id))
+        db.execute(
+            update(AttendanceSession)
+            .where(AttendanceSession.id == seed.session_id)
+            .values(allow_walk_in=walk_in)
+        )
+        return other.id
+
+
+def test_outside_the_audience_without_walk_ins_is_not_expected(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    _restrict_audience(database, seeded, walk_in=False)
+
+    [outcome] = record(database, taps.received())
+
+    assert outcome.result is AckResult.NOT_EXPECTED
+    assert outcome.display.title == "不在本次参会名单"
+    assert count(database, Attendance) == 0
+    with database.sessions() as db:
+        assert db.scalars(select(TapRecord.session_id)).one() == seeded.session_id
+
+
+def test_walk_in_is_credited(database: Database, seeded: MinimalSeed, taps: TapBuilder) -> None:
+    _restrict_audience(database, seeded, walk_in=True)
+
+    [outcome] = record(database, taps.received())
+
+    assert outcome.result is AckResult.ACCEPTED
+    assert outcome.detail == "present; walk-in"
+
+
+def test_audience_includes_sub_units_and_membership_at_session_start(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    other = _restrict_audience(database, seeded, walk_in=False)
+    with database.write_sessions.begin() as db:
+        # The member's unit sits under the audience unit from before the session...
+        db.execute(update(OrgUnit).where(OrgUnit.id == seeded.org_unit_id).values(parent_id=other))
+    [expected] = record(database, taps.received())
+    assert expected.result is AckResult.ACCEPTED
+
+    with database.write_sessions.begin() as db:
+        # ...and history decides, not the member's current unit.
+        db.execute(update(OrgUnit).where(OrgUnit.id == seeded.org_unit_id).values(parent_id=None))
+        db.execute(
+            update(MemberOrgHistory)
+            .where(MemberOrgHistory.member_id == seeded.member_id)
+            .values(valid_to=NOW - timedelta(days=1))
+        )
+        db.add(
+            MemberOrgHistory(
+                member_id=seeded.member_id, org_unit_id=other, valid_from=NOW - timedelta(days=1)
+            )
+        )
+        db.add(
+            AttendanceSession(
+                title="第二场",
+                activity_type_id=seeded.activity_type_id,
+                starts_at=NOW + timedelta(hours=2),
+                ends_at=NOW + timedelta(hours=3),
+                checkin_open_minutes=30,
+                late_grace_minutes=5,
+                allow_walk_in=False,
+            )
+        )
+        db.flush()
+        second = db.scalars(
+            select(AttendanceSession.id).where(AttendanceSession.title == "第二场")
+        ).one()
+        db.add(SessionRoom(session_id=second, room_id=seeded.room_id))
+        db.add(SessionAudience(session_id=second, org_unit_id=other))
+    at = NOW + timedelta(hours=2)
+    [moved] = record(database, taps.received(at=at, received_at=at))
+    assert moved.result is AckResult.ACCEPTED
+
+
+def test_nearest_start_wins_between_overlapping_windows(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    with database.write_sessions.begin() as db:
+        nxt = AttendanceSession(
+            title="下一场",
+            activity_type_id=seeded.activity_type_id,
+            starts_at=NOW + timedelta(hours=1),
+            ends_at=NOW + timedelta(hours=2),
+            checkin_open_minutes=30,
+            late_grace_minutes=5,
+            allow_walk_in=True,
+        )
+        db.add(nxt)
+        db.flush()
+        db.add(SessionRoom(session_id=nxt.id, room_id=seeded.room_id))
+        next_id = nxt.id
+    at = NOW + timedelta(minutes=50)
+    [outcome] = record(database, taps.received(at=at, received_at=at))
+
+    assert outcome.display.lines[1] == "下一场"
+    with database.sessions() as db:
+        assert db.scalars(select(Attendance.session_id)).one() == next_id
+
+
+def test_malformed_payloads_are_stored_with_reason_and_raw_bytes(database: Database) -> None:
+    event_id = uuid.uuid4()
+    broken = RejectedPayload("malformed tap: payload is not JSON", NOW, "room-1", None, b"{oops")
+    named = RejectedPayload("malformed tap: card.uid: bad", NOW, "room-1", event_id, b'{"x":1}')
+
+    first, second, third = record(database, broken, broken, named)
+
+    assert first.result is second.result is third.result is AckResult.REJECTED
+    assert first.ack() is None
+    assert third.ack() is not None
+    with database.sessions() as db:
+        rows = db.execute(
+            select(TapRecord.event_id, TapRecord.detail, TapRecord.raw_payload).order_by(
+                TapRecord.id
+            )
+        ).all()
+    assert [r[0] for r in rows] == [None, None, event_id]
+    assert rows[0][1] == "malformed tap: payload is not JSON"
+    assert rows[0][2] == b"{oops"
+    [replayed] = record(database, named)
+    assert replayed.result is AckResult.DUPLICATE
+    assert replayed.detail == "already recorded as rejected"
+
+
+def test_record_tap_single(database: Database, taps: TapBuilder) -> None:
+    outcome = record_tap(UnitOfWork(database.write_sessions), taps.received())
+
+    assert outcome.result is AckResult.ACCEPTED
+
+
+def test_reader_last_seen_is_updated(database: Database, taps: TapBuilder) -> None:
+    received_at = NOW + timedelta(seconds=3)
+    record(database, taps.received(received_at=received_at))
+
+    with database.sessions() as db:
+        reader = db.scalars(select(Reader)).one()
+    assert reader.last_seen_at == received_at
+    assert reader.skew_seconds == pytest.approx(-3.0)
+
+
+def _add_members(database: Database, seed: MinimalSeed, n: int) -> list[str]:
+    uids = [f"{0x10000000 + i:08X}" for i in range(n)]
+    with database.write_sessions.begin() as db:
+        members = [
+            Member(
+                employee_no=f"M{i:05d}",
+                name=f"成员{i}",
+                org_unit_id=seed.org_unit_id,
+                category="正式党员",
+            )
+            for i in range(n)
+        ]
+        db.add_all(members)
+        db.flush()
+        db.add_all(
+            Card(tech=CardTech.ISO14443A.value, uid=uid, member_id=m.id)
+            for uid, m in zip(uids, members, strict=True)
+        )
+    return uids
+
+
+def test_statement_count_does_not_grow_with_batch_size(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    uids = _add_members(database, seeded, 120)
+    statements: list[str] = []
+
+    def count_statement(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(database.engine, "before_cursor_execute", count_statement)
+    try:
+        small = record(database, *(taps.received(uid=u) for u in uids[:20]))
+        small_count = len(statements)
+        statements.clear()
+        large = record(database, *(taps.received(uid=u) for u in uids[20:]))
+        large_count = len(statements)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count_statement)
+
+    assert {o.result for o in small + large} == {AckResult.ACCEPTED}
+    assert large_count == small_count
+    assert len(ledger(database)) == 120
+
+
+def test_concurrent_batches_never_double_credit(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    uids = _add_members(database, seeded, 40)
+    # Two workers receive the same redelivered taps plus fresh taps by the same people.
+    shared = [taps.received(uid=u) for u in uids]
+    extra_a = [taps.received(uid=u) for u in uids[::2]]
+    extra_b = [taps.received(uid=u) for u in uids[1::2]]
+    barrier = threading.Barrier(2)
+    results: dict[str, list[Outcome]] = {}
+    errors: list[BaseException] = []
+
+    def worker(name: str, batch: list[ReceivedTap]) -> None:
+        try:
+            barrier.wait(5)
+            results[name] = record(database, *batch)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=("a", shared + extra_a)),
+        threading.Thread(target=worker, args=("b", list(reversed(shared)) + extra_b)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+    assert not errors
+    accepted = [
+        o for outcomes in results.values() for o in outcomes if o.result is AckResult.ACCEPTED
+    ]
+    assert len(accepted) == 40
+    assert count(database, Attendance) == 40
+    assert len(ledger(database)) == 40
+    assert count(database, TapRecord) == 40 + 40
+    with database.sessions() as db:
+        total = db.scalar(select(func.sum(LedgerEntry.amount)))
+    assert total == 80
+
+
+def test_naive_times_are_refused_by_storage(database: Database, seeded: MinimalSeed) -> None:
+    naive = NOW.replace(tzinfo=None)
+    statement = update(AttendanceSession).values(closes_at=naive)
+
+    with pytest.raises(Exception, match="naive datetime"), database.engine.begin() as conn:
+        conn.execute(statement)
+
+
+def test_losing_an_attendance_race_downgrades_to_duplicate(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [winner] = record(database, taps.received())
+    real = lookups.attendance_for
+    calls: list[int] = []
+
+    def stale_first(connection: Any, pairs: Any) -> Any:
+        # As if another worker committed that attendance after this batch looked.
+        calls.append(1)
+        return {} if len(calls) == 1 else real(connection, pairs)
+
+    monkeypatch.setattr(lookups, "attendance_for", stale_first)
+
+    [loser] = record(database, taps.received(at=NOW + timedelta(minutes=1)))
+
+    assert winner.result is AckResult.ACCEPTED
+    assert (loser.result, loser.points, loser.display.title) == (
+        AckResult.DUPLICATE,
+        0,
+        "重复签到",
+    )
+    assert "已于 09:00 签到" in loser.display.lines
+    with database.sessions() as db:
+        stored = db.execute(select(TapRecord.result, TapRecord.points).order_by(TapRecord.id))
+        assert [tuple(r) for r in stored] == [("accepted", 2), ("duplicate", 0)]
+    assert len(ledger(database)) == 1
+
+
+def test_losing_an_event_id_race_answers_with_the_winner(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tap = taps.received()
+    [winner] = record(database, tap)
+    real = lookups.original_taps
+    calls: list[int] = []
+
+    def stale_first(connection: Any, event_ids: Any) -> Any:
+        calls.append(1)
+        return {} if len(calls) == 1 else real(connection, event_ids)
+
+    monkeypatch.setattr(lookups, "original_taps", stale_first)
+
+    [loser] = record(database, tap)
+
+    assert loser.result is AckResult.DUPLICATE
+    assert (loser.points, loser.display) == (winner.points, winner.display)
+    assert loser.detail == "already recorded as accepted"
+    assert count(database, TapRecord) == 1
+    assert count(database, Attendance) == 1
+    assert len(ledger(database)) == 1
