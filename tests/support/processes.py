@@ -92,6 +92,20 @@ class Process:
             time.sleep(0.05)
         raise TimeoutError(f"condition not met within {timeout} s; last lines: {self.lines[-10:]}")
 
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the process to exit by itself and return its exit code."""
+        code = self.proc.wait(timeout=timeout)
+        self._release()
+        return code
+
+    def pause(self) -> None:
+        """SIGSTOP the process group: it holds its sockets but does nothing."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the process group after pause()."""
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the process group: no clean shutdown, as in a power cut."""
         if self.proc.poll() is None:

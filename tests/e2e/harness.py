@@ -1,0 +1,247 @@
+"""End-to-end harness: a seeded database, `rollcall serve` and `rollcall-reader` processes."""
+
+import re
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import sessionmaker
+
+from protocol import CardTech, TapMode
+from server.db.models import (
+    ActivityType,
+    Attendance,
+    AttendanceSession,
+    Card,
+    LedgerEntry,
+    Member,
+    MemberOrgHistory,
+    OrgUnit,
+    Reader,
+    Room,
+    SessionRoom,
+    TapRecord,
+    UnknownCard,
+)
+from server.domain.cards import CardStatus
+from tests.support.ports import free_port
+from tests.support.processes import Process
+
+BIN = Path(sys.executable).parent
+POINTS = 3
+READER_ID = "hall-e2e"
+
+
+@dataclass(frozen=True)
+class Roster:
+    """What the seeded database holds: whose cards, which session."""
+
+    session_id: int
+    uids: tuple[str, ...]  # uids[i] belongs to employee_nos[i]
+    employee_nos: tuple[str, ...]
+
+
+def upgrade(database_url: str, tmp_path: Path) -> None:
+    """Run `rollcall db upgrade` as an administrator would."""
+    proc = Process(
+        [str(BIN / "rollcall"), "db", "upgrade"],
+        env={"ROLLCALL_DATABASE_URL": database_url, "ROLLCALL_DATA_DIR": str(tmp_path)},
+        log_path=tmp_path / "upgrade.log",
+    )
+    assert proc.wait(timeout=60) == 0
+    assert proc.wait_for(r"^rollcall: database upgraded")
+
+
+def seed(database_url: str, members: int, reader_id: str = READER_ID) -> Roster:
+    """One branch, `members` members each with a card, a hall with a reader, a session now."""
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    try:
+        with sessionmaker(engine).begin() as db:
+            unit = OrgUnit(code="E2E", name="端到端测试支部")
+            db.add(unit)
+            db.flush()
+            people = [
+                Member(
+                    employee_no=f"T{10000 + i}",
+                    name=f"测试{i:03d}",
+                    org_unit_id=unit.id,
+                    category="正式党员",
+                )
+                for i in range(members)
+            ]
+            db.add_all(people)
+            db.flush()
+            uids = tuple(f"04{0xE2E000 + i:06X}AA" for i in range(members))
+            for person, uid in zip(people, uids, strict=True):
+                db.add(
+                    MemberOrgHistory(
+                        member_id=person.id, org_unit_id=unit.id, valid_from=now - timedelta(days=9)
+                    )
+                )
+                db.add(
+                    Card(
+                        tech=CardTech.ISO14443A.value,
+                        uid=uid,
+                        member_id=person.id,
+                        status=CardStatus.ACTIVE.value,
+                    )
+                )
+            room = Room(code="H1", name="大礼堂")
+            kind = ActivityType(code="e2e_meeting", name="支部党员大会", default_points=POINTS)
+            db.add_all([room, kind])
+            db.flush()
+            db.add(Reader(reader_id=reader_id, room_id=room.id, mode=TapMode.CHECKIN.value))
+            meeting = AttendanceSession(
+                title="端到端测试大会",
+                activity_type_id=kind.id,
+                starts_at=now - timedelta(minutes=1),
+                ends_at=now + timedelta(hours=2),
+                checkin_open_minutes=30,
+                late_grace_minutes=30,
+                allow_walk_in=True,
+            )
+            db.add(meeting)
+            db.flush()
+            db.add(SessionRoom(session_id=meeting.id, room_id=room.id))
+            return Roster(meeting.id, uids, tuple(p.employee_no for p in people))
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What the database holds after a run."""
+
+    attendance: int
+    attendance_members: int
+    ledger_entries: int
+    ledger_sum: int
+    taps: int
+    event_ids: frozenset[str]
+    unknown_cards: int
+
+
+def totals(database_url: str, session_id: int) -> Totals:
+    """Count attendance, ledger and taps for one session."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            att = conn.execute(
+                select(func.count(), func.count(func.distinct(Attendance.member_id))).where(
+                    Attendance.session_id == session_id
+                )
+            ).one()
+            ledger = conn.execute(
+                select(func.count(), func.coalesce(func.sum(LedgerEntry.amount), 0))
+            ).one()
+            event_ids = frozenset(
+                str(e)
+                for e in conn.scalars(
+                    select(TapRecord.event_id).where(TapRecord.event_id.is_not(None))
+                )
+            )
+            taps = conn.scalar(select(func.count()).select_from(TapRecord)) or 0
+            unknown = conn.scalar(select(func.count()).select_from(UnknownCard)) or 0
+        return Totals(
+            int(att[0]),
+            int(att[1]),
+            int(ledger[0]),
+            int(ledger[1]),
+            int(taps),
+            event_ids,
+            int(unknown),
+        )
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def server(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Process, str, str]]:
+    """Run `rollcall serve`; yield the process, its HTTP base URL and its MQTT URL."""
+    port = free_port()
+    full_env = {
+        "ROLLCALL_HTTP_PORT": str(port),
+        "ROLLCALL_DATA_DIR": str(tmp_path / "server-data"),
+        **env,
+    }
+    proc = Process([str(BIN / "rollcall"), "serve"], env=full_env, log_path=tmp_path / "server.log")
+    try:
+        http = proc.wait_for(r"^rollcall: http at (\S+)", timeout=60).group(1)
+        mqtt = proc.wait_for(r"^rollcall: mqtt at (\S+)", timeout=30).group(1)
+        wait_healthy(http)
+        yield proc, http, mqtt
+    finally:
+        proc.terminate()
+
+
+def wait_healthy(base: str, timeout: float = 30.0) -> None:
+    """Poll /healthz until it answers 200."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise TimeoutError(f"{base}/healthz not healthy within {timeout} s: {last}")
+
+
+def reader(tmp_path: Path, mqtt_url: str, name: str = "reader") -> Process:
+    """Start `rollcall-reader run` reading taps from stdin, with no debounce."""
+    return Process(
+        [
+            str(BIN / "rollcall-reader"),
+            "run",
+            "--id",
+            READER_ID,
+            "--mqtt-url",
+            mqtt_url,
+            "--outbox",
+            str(tmp_path / "outbox.sqlite3"),
+            "--stdin",
+            "--debounce",
+            "0",
+        ],
+        log_path=tmp_path / f"{name}.log",
+        stdin=True,
+    )
+
+
+def outbox_depth(tmp_path: Path) -> int:
+    """Ask `rollcall-reader outbox count` how many taps still wait for an ack."""
+    proc = Process(
+        [
+            str(BIN / "rollcall-reader"),
+            "outbox",
+            "--id",
+            READER_ID,
+            "--outbox",
+            str(tmp_path / "outbox.sqlite3"),
+            "count",
+        ]
+    )
+    assert proc.wait(timeout=20) == 0
+    return int(proc.wait_for(r"^(\d+)$").group(1))
+
+
+QUEUED = r"^\[queued\] (?P<uid>[0-9A-F]+) seq=\d+ event=(?P<event>[0-9a-f-]{36})$"
+
+
+def queued(proc: Process) -> dict[str, str]:
+    """Event id → uid of every tap the agent reported as stored in its outbox."""
+    regex = re.compile(QUEUED)
+    found: dict[str, str] = {}
+    for line in proc.lines:
+        if match := regex.match(line):
+            found[match["event"]] = match["uid"]
+    return found
