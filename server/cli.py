@@ -37,14 +37,6 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-class Terminated(Exception):
-    """SIGTERM arrived: unwind so the runtime stops cleanly."""
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
-
-
 def announce(what: str, where: str) -> None:
     """Print one `rollcall: <what> at <where>` line to stdout and flush it."""
     print(f"rollcall: {what} at {where}", flush=True)
@@ -106,10 +98,12 @@ def _url_host(host: str) -> str:
 
 def serve(settings: Settings) -> int:
     """Run migrations, broker, ingest and the HTTP server until interrupted."""
+    stop = _StopRequest()
     if threading.current_thread() is threading.main_thread():
-        # uvicorn re-raises the SIGTERM it caught once it has shut down; with the
-        # default handler the process would die before the runtime stops.
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        # Until uvicorn installs its own handlers (and after it restores ours), a
+        # SIGTERM only asks to stop: raising from a handler at an arbitrary point of
+        # uvicorn's start-up could be swallowed there and leave the server running.
+        signal.signal(signal.SIGTERM, stop.handle)
     with ServerRuntime(settings) as runtime:
         announce("database", runtime.database.display_url)
         announce("mqtt", runtime.endpoint.url)
@@ -118,10 +112,26 @@ def serve(settings: Settings) -> int:
             host, port = sock.getsockname()[:2]
             app = create_app(settings, runtime=runtime)
             config = uvicorn.Config(app, log_level="info", lifespan="on", access_log=False)
+            server = uvicorn.Server(config)
+            stop.server = server
             announce("http", f"http://{_url_host(host)}:{port}")
-            # uvicorn handles SIGINT/SIGTERM and returns when it has shut down.
-            uvicorn.Server(config).run(sockets=[sock])
+            if not stop.requested:
+                # uvicorn handles SIGINT/SIGTERM and returns when it has shut down.
+                server.run(sockets=[sock])
     return 0
+
+
+class _StopRequest:
+    """Remembers a SIGTERM that came outside uvicorn's own handlers, and passes it on."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.server: uvicorn.Server | None = None
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if self.server is not None:
+            self.server.should_exit = True
 
 
 def _wait_for_signal() -> None:
@@ -188,5 +198,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RollcallError as exc:
         print(f"rollcall: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILURE
-    except (KeyboardInterrupt, Terminated):
+    except KeyboardInterrupt:
         return 0
