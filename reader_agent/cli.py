@@ -255,7 +255,10 @@ def _diagnostics() -> ModuleType:
 
 
 def _test_card(args: argparse.Namespace) -> int:
-    settings = _settings(args, source=args.source)
+    # The installer checks the card reader before the terminal has a reader id.
+    settings = load_diagnostic_settings(args.config)
+    if args.source is not None:
+        settings = settings.model_copy(update={"source": args.source})
     result = _diagnostics().test_card(settings)
     return result if isinstance(result, int) else EXIT_OK
 

@@ -154,6 +154,10 @@ class FakeDiagnostics(types.ModuleType):
         self.calls.append((settings, search_tty))
         return self._code
 
+    def test_card(self, settings: ReaderSettings) -> int:
+        self.calls.append((settings, False))
+        return self._code
+
 
 @pytest.fixture
 def diagnostics(monkeypatch: pytest.MonkeyPatch) -> FakeDiagnostics:
@@ -230,3 +234,12 @@ def test_run_with_gpio_feedback_but_no_pin_names_the_setting(
     monkeypatch.setenv("ROLLCALL_READER_FEEDBACK", "gpio")
     assert main(["run", "--id", "door-1", "--tap", "04A1B2C3"]) == EXIT_FAILED
     assert "ROLLCALL_READER_GPIO__BUZZER_PIN" in capsys.readouterr().err
+
+
+def test_test_card_works_before_the_terminal_has_a_reader_id(
+    diagnostics: FakeDiagnostics,
+) -> None:
+    assert main(["test-card", "--source", "nfcpy"]) == EXIT_OK
+    [(settings, _)] = diagnostics.calls
+    assert settings is not None
+    assert settings.source == "nfcpy"
