@@ -11,9 +11,11 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 from smartcard import scard
 
@@ -47,15 +49,53 @@ def check_stack() -> None:
         )
 
 
+class _MachineLock:
+    """LOCK_FILE, locked once per process however deeply its holders nest.
+
+    flock locks conflict between two opens of the file even in one process, so a
+    test run whose PC/SC tests hold the lock for their session pcscd would wait
+    forever on itself when an end-to-end test takes the lock for its own pcscd.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.RLock()
+        self._depth = 0
+        self._handle: IO[str] | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Lock the file unless this process already holds it; unlock when the last leaves."""
+        with self._guard:
+            if self._depth == 0:
+                handle = LOCK_FILE.open("w")
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                except BaseException:
+                    handle.close()
+                    raise
+                self._handle = handle
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._handle is not None:
+                    fcntl.flock(self._handle, fcntl.LOCK_UN)
+                    self._handle.close()
+                    self._handle = None
+
+
+_machine_lock = _MachineLock()
+
+
 @contextlib.contextmanager
 def machine_lock() -> Iterator[None]:
-    """Hold the machine-wide lock that keeps two test runs from sharing /run/pcscd."""
-    with LOCK_FILE.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold the machine-wide lock that keeps two test runs from sharing /run/pcscd.
+
+    Re-entrant within one process: a holder nested inside another goes straight in.
+    """
+    with _machine_lock.held():
+        yield
 
 
 def write_vpcd_config(directory: Path) -> Path:
@@ -214,7 +254,17 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    # A pcscd this very process started and another holder stopped stays a zombie until
+    # its Popen reaps it; it has let go of /run/pcscd all the same.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
