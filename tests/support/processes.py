@@ -130,5 +130,5 @@ class Process:
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None and not stream.closed:
                 stream.close()
-        if self._log is not subprocess.DEVNULL and not self._log.closed:
+        if not isinstance(self._log, int) and not self._log.closed:
             self._log.close()
