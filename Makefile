@@ -7,7 +7,7 @@ PIP := $(BIN)/pip
 .PHONY: demo test lint typecheck unit integration bench clean system-deps-demo system-deps-test
 
 demo: system-deps-demo $(VENV)/.demo-installed
-	$(BIN)/rollcall demo
+	$(BIN)/rollcall demo $(DEMO_ARGS)
 
 test: system-deps-test $(VENV)/.test-installed lint typecheck
 	ROLLCALL_TEST_PG_ADMIN_URL=$$(sh scripts/ensure-postgres.sh) $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
