@@ -9,7 +9,8 @@ if [ "${1:-test}" = "test" ]; then
     # pcscd + vsmartcard-vpcd: real PC/SC stack with a virtual reader;
     # libpcsclite-dev + swig: to build pyscard; chromium: browser tests.
     # libusb-1.0-0: nfcpy loads it on import, even for its udp driver.
-    want="$want mosquitto postgresql pcscd libpcsclite-dev vsmartcard-vpcd swig libusb-1.0-0 chromium"
+    # docker-compose: validates deploy/docker-compose.yml (no engine runs here).
+    want="$want mosquitto postgresql pcscd libpcsclite-dev vsmartcard-vpcd swig libusb-1.0-0 chromium docker-compose"
 fi
 
 missing=""

@@ -1,4 +1,4 @@
-"""The `rollcall` command: serve, ingest, db upgrade.
+"""The `rollcall` command: serve, ingest, db upgrade, demo; readers, ca, broker (provisioning).
 
 On start, `serve` prints one line per endpoint to stdout (tests and the demo
 parse them), each flushed at once:
@@ -28,6 +28,7 @@ from server.db.engine import open_database
 from server.db.migrate import upgrade
 from server.demo import DemoOptions, run_demo
 from server.errors import ConfigError, RollcallError
+from server.provisioning import cli as provisioning_cli
 from server.runtime import ServerRuntime, require_external_broker
 from server.settings import Settings, load_settings
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--once", action="store_true", help="stop when the simulated readers have finished"
     )
+    provisioning_cli.add_commands(commands, lambda sub: _config_option(sub, top=False))
     return parser
 
 
@@ -177,6 +179,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return ingest(settings)
     if args.command == "demo":
         return run_demo(settings, DemoOptions(members=args.members, once=args.once))
+    if args.command in provisioning_cli.COMMANDS:
+        return provisioning_cli.run(args, settings)
     return db_upgrade(settings)
 
 

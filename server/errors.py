@@ -3,13 +3,19 @@
 RollcallError
 ├── ConfigError          settings missing or invalid; the text names the setting
 ├── DomainError          a domain rule refuses its input
-│   └── InvalidWindow    a session whose check-in window is empty or not timezone-aware
+│   ├── InvalidWindow    a session whose check-in window is empty or not timezone-aware
+│   ├── InvalidRule      a points rule set that contradicts itself or has no version in effect
+│   ├── InvalidRecurrence  an RFC 5545 rule that cannot be parsed or never ends
+│   ├── LedgerError      a reversal of an unknown or already reversed entry, an empty adjustment
+│   ├── NotReady         absences asked for before the session may be closed
+│   └── Conflict         an action that contradicts the record's state (closing twice …)
 ├── StorageError         the database cannot be opened, or its schema is not usable
 │   └── SchemaOutOfDate  the schema is behind the code: run `rollcall db upgrade`
 ├── BrokerError          the embedded MQTT broker cannot start or stop
 ├── NotFound             a member, session … asked for by id does not exist (HTTP 404)
 ├── Unhealthy            a health check failed; carries the report (HTTP 503)
-└── SampleDataError      sample data cannot be seeded (the database is not empty)
+├── SampleDataError      sample data cannot be seeded (the database is not empty)
+└── ProvisioningError    a reader's credentials, the broker's files or the site CA cannot be made
 
 Library errors are translated where they enter our code, with
 `raise OurError(...) from exc`, so callers handle one family.
@@ -32,6 +38,26 @@ class DomainError(RollcallError):
 
 class InvalidWindow(DomainError):
     """A session whose check-in window is empty, inverted or uses naive datetimes."""
+
+
+class InvalidRule(DomainError):
+    """A points rule set that contradicts itself, or no rule version in effect on a date."""
+
+
+class InvalidRecurrence(DomainError):
+    """An RFC 5545 recurrence rule that cannot be parsed or expands without end."""
+
+
+class LedgerError(DomainError):
+    """A ledger operation that would rewrite history or mean nothing."""
+
+
+class NotReady(DomainError):
+    """Absences cannot be decided yet: the session is open or readers may still hold taps."""
+
+
+class Conflict(DomainError):
+    """An action that contradicts the record's current state."""
 
 
 class StorageError(RollcallError):
@@ -65,3 +91,7 @@ class Unhealthy(RollcallError):
 
 class SampleDataError(RollcallError):
     """Sample data cannot be seeded, for example into a database that has data."""
+
+
+class ProvisioningError(RollcallError):
+    """A reader's credentials, the broker's password file or the site CA cannot be changed."""

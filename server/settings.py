@@ -54,6 +54,17 @@ class Settings(BaseSettings):
         default=False, description="subscribe as $share/rollcall-ingest/… so workers split load"
     )
     skew_tolerance_seconds: float = Field(default=120.0, ge=0)
+    # Provisioning (`rollcall readers`, `rollcall ca`): where the broker's credentials live.
+    broker_password_file: Path | None = Field(
+        default=None, description="Mosquitto password file readers are added to"
+    )
+    broker_pid_file: Path | None = Field(
+        default=None, description="Mosquitto's pid file, to SIGHUP it after a change"
+    )
+    ca_dir: Path | None = Field(default=None, description="the site CA for TLS client certificates")
+    broker_public_host: str | None = Field(
+        default=None, description="the broker's host name as readers reach it"
+    )
 
     @classmethod
     def settings_customise_sources(
