@@ -1,0 +1,414 @@
+"""Tap storm: how fast and how promptly the real ingest worker turns taps into acks.
+
+Usage: python -m bench.tapstorm [--db sqlite|postgresql] [--quick] [--out bench/out/]
+
+One run starts its own Mosquitto and a fresh database, migrates and seeds it,
+measures raw broker passthrough, then runs `rollcall ingest` as a separate
+process while N simulated readers publish taps: saturation throughput, then
+tap-to-ack latency at fixed offered rates. After every phase it checks in the
+database that each tap was recorded exactly once and credited at most once.
+Writes tapstorm-<db>.json and tapstorm-<db>.png to the output directory.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt
+import psutil
+
+from bench import services
+from bench.load import PhaseResult, Readers, expected_accepted, passthrough, plan_taps
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a run is."""
+
+    members: int
+    readers: int
+    passthrough_messages: int
+    saturation_taps: int
+    rates: tuple[tuple[int, float], ...]  # (offered taps/s, seconds)
+    warmup_taps: int = 500
+
+
+QUICK = Profile(
+    members=2000,
+    readers=10,
+    passthrough_messages=10_000,
+    saturation_taps=10_000,
+    rates=((100, 4.0), (1000, 4.0), (5000, 3.0)),
+)
+FULL = Profile(
+    members=5000,
+    readers=20,
+    passthrough_messages=40_000,
+    saturation_taps=40_000,
+    rates=((100, 20.0), (1000, 20.0), (5000, 15.0)),
+)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def latency_summary(result: PhaseResult) -> dict[str, float]:
+    """p50/p90/p99/p99.9/max of due-to-ack latency in ms."""
+    values = sorted(result.latencies_ms())
+    return {
+        "p50_ms": percentile(values, 50),
+        "p90_ms": percentile(values, 90),
+        "p99_ms": percentile(values, 99),
+        "p999_ms": percentile(values, 99.9),
+        "max_ms": values[-1] if values else math.nan,
+    }
+
+
+def throughput(result: PhaseResult) -> dict[str, float]:
+    """Overall and steady-state (10th to 90th percentile of acks) taps/s."""
+    acks = sorted(t for t in result.acked_at if not math.isnan(t))
+    if len(acks) < 10:
+        return {"overall_taps_per_s": math.nan, "steady_taps_per_s": math.nan}
+    lo, hi = acks[len(acks) // 10], acks[len(acks) * 9 // 10]
+    return {
+        "overall_taps_per_s": len(acks) / (acks[-1] - result.first_due),
+        "steady_taps_per_s": (len(acks) * 8 // 10) / (hi - lo) if hi > lo else math.nan,
+        "send_taps_per_s": result.sent / (result.last_sent - result.first_due),
+    }
+
+
+class Ledger:
+    """What the run has sent so far, to check the database against."""
+
+    def __init__(self, readers: int, members: int) -> None:
+        self.readers, self.members = readers, members
+        self.sent_event_ids: set[str] = set()
+        self.taps_sent = 0
+        self.accepted_expected = 0
+        self.accepted_acked = 0
+
+    def add(self, planned: list[Any], result: PhaseResult, start: int) -> None:
+        """Account for one phase's taps."""
+        self.sent_event_ids.update(p.event_id for p in planned)
+        self.accepted_expected += expected_accepted(self.readers, self.members, start, len(planned))
+        self.accepted_acked += result.results.get("accepted", 0)
+        self.taps_sent += len(planned)
+
+    def check(self, database_url: str) -> dict[str, Any]:
+        """Every tap stored once, nothing extra, one credit per accepted tap."""
+        totals = services.totals(database_url)
+        stored = set(totals.event_ids)
+        report = {
+            "taps_sent": self.taps_sent,
+            "tap_rows": len(totals.event_ids),
+            "distinct_event_ids": len(stored),
+            "missing": len(self.sent_event_ids - stored),
+            "unexpected": len(stored - self.sent_event_ids),
+            "accepted_expected": self.accepted_expected,
+            "accepted_acks": self.accepted_acked,
+            "attendance_rows": totals.attendance,
+            "ledger_rows": totals.ledger_entries,
+            "ledger_points": totals.ledger_sum,
+        }
+        report["ok"] = (
+            report["tap_rows"] == report["distinct_event_ids"] == self.taps_sent
+            and report["missing"] == 0
+            and report["unexpected"] == 0
+            and totals.attendance == totals.ledger_entries == self.accepted_expected
+            and self.accepted_acked == self.accepted_expected
+            and totals.ledger_sum == self.accepted_expected * services.POINTS
+        )
+        return report
+
+
+@dataclass(frozen=True)
+class Rig:
+    """Everything a phase runs against."""
+
+    readers: Readers
+    fleet: services.Fleet
+    ledger: Ledger
+    ingest: services.Ingest
+    broker: psutil.Process
+    database_url: str
+
+
+def run_phase(
+    rig: Rig, name: str, count: int, rate: float | None, profile_to: Path | None = None
+) -> dict[str, Any]:
+    """Plan, publish, wait for every ack, then check the database.
+
+    With `profile_to`, py-spy samples the ingest process during the phase and
+    writes collapsed stacks there (one line per stack, with its sample count).
+    """
+    readers, ledger, ingest, broker = rig.readers, rig.ledger, rig.ingest, rig.broker
+    start = ledger.taps_sent
+    planned = plan_taps(rig.fleet.reader_ids, rig.fleet.uids, start, count)
+    cpu_before = ingest.cpu_seconds()
+    broker_before = sum(broker.cpu_times()[:2])
+    machine_before = psutil.cpu_times()
+    wall_before = time.monotonic()
+    gen_before = sum(os.times()[:2])
+    spy = None
+    if profile_to is not None:
+        spy = subprocess.Popen(
+            [
+                str(services.BIN / "py-spy"),
+                "record",
+                "--pid",
+                str(ingest.proc.pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(profile_to),
+                "--threads",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # py-spy needs a moment to attach
+    result = readers.run(planned, rate)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=30)
+    cpu = ingest.cpu_seconds() - cpu_before
+    broker_cpu = sum(broker.cpu_times()[:2]) - broker_before
+    gen_cpu = sum(os.times()[:2]) - gen_before
+    wall = time.monotonic() - wall_before
+    machine_after = psutil.cpu_times()
+    busy = sum(machine_after) - machine_after.idle - (sum(machine_before) - machine_before.idle)
+    machine_busy = busy / (sum(machine_after) - sum(machine_before))
+    ledger.add(planned, result, start)
+    check = ledger.check(rig.database_url)
+    phase = {
+        "name": name,
+        "offered_taps_per_s": rate,
+        "taps": count,
+        "acked": result.acked,
+        "timed_out": result.timed_out,
+        "results": dict(result.results),
+        "duplicate_acks": result.duplicate_acks,
+        "stray_acks": result.stray_acks,
+        **throughput(result),
+        **latency_summary(result),
+        "ingest_cpu_seconds": cpu,
+        "ingest_cpu_us_per_tap": cpu / count * 1e6,
+        "ingest_cpu_share_of_one_core": cpu / wall,
+        "machine_cpu_busy_fraction": machine_busy,
+        "broker_cpu_us_per_tap": broker_cpu / count * 1e6,
+        "generator_cpu_us_per_tap": gen_cpu / count * 1e6,
+        "db_check": check,
+    }
+    flag = "ok" if check["ok"] and not result.timed_out else "FAILED"
+    print(
+        f"  {name:<12} {count:>6} taps  steady {phase['steady_taps_per_s']:>7.0f}/s  "
+        f"p50 {phase['p50_ms']:>8.2f} ms  p99 {phase['p99_ms']:>8.2f} ms  "
+        f"ingest CPU {phase['ingest_cpu_us_per_tap']:>5.0f} µs/tap  "
+        f"results {dict(result.results)}  exactly-once {flag}",
+        flush=True,
+    )
+    return phase
+
+
+def machine_info(database_url: str, kind: str) -> dict[str, Any]:
+    """CPU, memory, versions and the git commit this ran on."""
+    root = Path(__file__).resolve().parent.parent
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    mosquitto = subprocess.run(
+        [services.MOSQUITTO, "-h"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model,
+        "cpus": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "paho_mqtt": paho.mqtt.__version__,
+        "mosquitto": mosquitto[0] if mosquitto else "?",
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if kind == "sqlite":
+        info["sqlite"] = sqlite3.sqlite_version
+    else:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(database_url)
+        with engine.connect() as conn:
+            info["postgresql"] = conn.scalar(text("SHOW server_version"))
+        engine.dispose()
+    return info
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    """Latency p50/p99 against offered load, log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rated = sorted(
+        (p for p in report["phases"] if p["name"].startswith("rate-")),
+        key=lambda p: p["offered_taps_per_s"],
+    )
+    x = [p["offered_taps_per_s"] for p in rated]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(x, [p["p50_ms"] for p in rated], "o-", label="p50")
+    ax.plot(x, [p["p99_ms"] for p in rated], "s-", label="p99")
+    sat = report["saturation_taps_per_s"]
+    ax.axvline(sat, color="grey", linestyle="--", label=f"saturation {sat:.0f}/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load (taps/s, open loop)")
+    ax.set_ylabel("tap → ack latency (ms)")
+    ax.set_title(f"Rollcall ingest, {report['db']}, {report['machine']['cpus']} CPUs")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(
+    kind: str, profile: Profile, out: Path, workdir: Path, py_spy_phase: str | None = None
+) -> dict[str, Any]:
+    """Everything one run does; returns the report."""
+    report: dict[str, Any] = {
+        "db": kind,
+        "profile": profile.__dict__,
+        "broker_config": services.MOSQUITTO_CONFIG.splitlines(),
+        "phases": [],
+    }
+    with (
+        services.mosquitto(workdir) as (host, port, broker),
+        services.database(kind, workdir) as database_url,
+    ):
+        report["machine"] = machine_info(database_url, kind)
+        t = time.monotonic()
+        services.upgrade(database_url, workdir)
+        fleet = services.seed(database_url, profile.members, profile.readers)
+        print(f"  migrated and seeded in {time.monotonic() - t:.1f} s", flush=True)
+
+        sample = plan_taps(fleet.reader_ids, fleet.uids, 0, 1)[0].payload
+        report["passthrough"] = passthrough(host, port, sample, profile.passthrough_messages)
+        raw = report["passthrough"]["msgs_per_s"]
+        print(f"  passthrough  {raw:>7.0f} msgs/s (QoS 1, one publisher → one subscriber)")
+
+        ingest = services.Ingest(database_url, f"mqtt://{host}:{port}", workdir)
+        readers: Readers | None = None
+        try:
+            ingest.wait_ready()
+            readers = Readers(host, port, fleet.reader_ids)
+            ledger = Ledger(profile.readers, profile.members)
+            rig = Rig(readers, fleet, ledger, ingest, broker, database_url)
+            phases = report["phases"]
+            phases.append(run_phase(rig, "warmup", profile.warmup_taps, 500.0))
+
+            def spy(phase: str) -> Path | None:
+                if phase != py_spy_phase:
+                    return None
+                return out / f"tapstorm-{kind}-{phase}.pyspy.txt"
+
+            phases.append(
+                run_phase(rig, "saturation", profile.saturation_taps, None, spy("saturation"))
+            )
+            for rate, seconds in profile.rates:
+                name = f"rate-{rate}"
+                phases.append(run_phase(rig, name, int(rate * seconds), float(rate), spy(name)))
+            report["ingest_peak_rss_bytes"] = ingest.peak_rss()
+        finally:
+            if readers is not None:
+                readers.close()
+            ingest.stop()
+        report["ingest_log_errors"] = [
+            line
+            for line in ingest.log_path.read_text().splitlines()
+            if " ERROR " in line or " WARNING " in line
+        ][:20]
+    report["generator_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sat = next(p for p in report["phases"] if p["name"] == "saturation")
+    report["saturation_taps_per_s"] = sat["steady_taps_per_s"]
+    report["ratio_e2e_to_passthrough"] = sat["steady_taps_per_s"] / raw
+    report["exactly_once"] = all(
+        p["db_check"]["ok"] and not p["timed_out"] for p in report["phases"]
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run, write the JSON and the chart."""
+    parser = argparse.ArgumentParser(prog="python -m bench.tapstorm", description=__doc__)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--quick", action="store_true", help="smaller run, under 2 minutes")
+    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument(
+        "--py-spy",
+        metavar="PHASE",
+        choices=("saturation", "rate-100", "rate-1000", "rate-5000"),
+        help="profile the ingest process during PHASE with py-spy (`pip install py-spy`); "
+        "writes collapsed stacks; sampling slows ingest, so that run's figures are not comparable",
+    )
+    args = parser.parse_args(argv)
+    profile = QUICK if args.quick else FULL
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    print(f"tapstorm: {args.db}, {'quick' if args.quick else 'full'}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="tapstorm-", dir=args.out) as tmp:
+        report = run(args.db, profile, args.out, Path(tmp), args.py_spy)
+        # Keep the ingest log next to the results: it is the first place to look.
+        (args.out / f"tapstorm-{args.db}-ingest.log").write_text(
+            (Path(tmp) / "ingest.log").read_text()
+        )
+    report["quick"] = args.quick
+    report["profiled_phase"] = args.py_spy
+    report["wall_seconds"] = time.monotonic() - started
+    json_path = args.out / f"tapstorm-{args.db}.json"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    chart(report, args.out / f"tapstorm-{args.db}.png")
+    print(
+        f"tapstorm: saturation {report['saturation_taps_per_s']:.0f} taps/s = "
+        f"{report['ratio_e2e_to_passthrough']:.2f} × passthrough; "
+        f"ingest peak RSS {report['ingest_peak_rss_bytes'] / 2**20:.0f} MiB; "
+        f"exactly-once {'ok' if report['exactly_once'] else 'FAILED'}; "
+        f"{report['wall_seconds']:.0f} s; wrote {json_path}",
+        flush=True,
+    )
+    return 0 if report["exactly_once"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
