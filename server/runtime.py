@@ -63,6 +63,11 @@ class ServerRuntime:
         self._endpoint: MqttEndpoint | None = None
 
     @property
+    def clock(self) -> Clock:
+        """The clock the server's rules read the time from."""
+        return self._clock
+
+    @property
     def database(self) -> Database:
         """The open database; only after start()."""
         if self._database is None:

@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from server.runtime import ServerRuntime
+from server.services.unit_of_work import UnitOfWork
 
 
 def get_runtime(request: Request) -> ServerRuntime:
@@ -27,3 +28,11 @@ def get_db(runtime: RuntimeDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
+
+
+def get_uow(runtime: RuntimeDep) -> UnitOfWork:
+    """A unit of work for one write request."""
+    return UnitOfWork(runtime.database.write_sessions)
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]

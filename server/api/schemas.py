@@ -1,9 +1,9 @@
 """Response models of the HTTP API; they are what the OpenAPI schema shows."""
 
-from datetime import datetime
-from typing import Literal
+from datetime import date, datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class _Out(BaseModel):
@@ -93,3 +93,243 @@ class HealthOut(_Out):
     database: DatabaseHealthOut
     ingest: IngestHealthOut
     broker: BrokerHealthOut
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionPlanIn(_In):
+    """A session to plan; with `recurrence_rule` (RFC 5545 RRULE), one per occurrence."""
+
+    title: str = Field(min_length=1, max_length=200)
+    activity_type_code: str = Field(min_length=1, max_length=32)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    room_codes: list[str] = Field(default_factory=list, max_length=50)
+    org_unit_codes: list[str] = Field(default_factory=list, max_length=200)
+    employee_nos: list[str] = Field(default_factory=list, max_length=5000)
+    checkin_open_minutes: int = Field(30, ge=0, le=1440)
+    late_grace_minutes: int = Field(5, ge=0, le=1440)
+    allow_walk_in: bool = True
+    requires_checkout: bool = False
+    min_stay_minutes: int = Field(0, ge=0, le=1440)
+    recurrence_rule: str | None = Field(
+        None, max_length=200, examples=["FREQ=MONTHLY;BYDAY=1FR;COUNT=12"]
+    )
+    recurrence_until: AwareDatetime | None = None
+    series_title: str | None = Field(
+        None, max_length=200, description="make the occurrences one series (any one fulfils it)"
+    )
+
+
+class SessionsOut(_Out):
+    """Ids of the sessions created."""
+
+    session_ids: list[int]
+
+
+class SeriesIn(_In):
+    """Sessions to group into a series whose occurrences are interchangeable."""
+
+    title: str = Field(min_length=1, max_length=200)
+    session_ids: list[int] = Field(min_length=2, max_length=100)
+
+
+class SeriesOut(_Out):
+    """The series created."""
+
+    series_id: int
+
+
+class RosterOut(_Out):
+    """A session's expected roster, frozen at its start."""
+
+    session_id: int
+    member_ids: list[int]
+
+
+class ReasonIn(_In):
+    """A reason, required for every correction."""
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ClosedOut(_Out):
+    """A closed session: counts by status, and how many ledger entries closing added."""
+
+    session_id: int
+    closed_at: datetime
+    statuses: dict[str, int]
+    ledger_entries: int
+
+
+class LeaveIn(_In):
+    """A leave request (请假) for a session."""
+
+    employee_no: str = Field(min_length=1, max_length=32)
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class LeaveOut(_Out):
+    """A leave request and where it stands."""
+
+    id: int
+    status: str
+
+
+class LeaveDecisionIn(_In):
+    """Approve or reject a leave request."""
+
+    approve: bool
+    approver: str = Field(min_length=1, max_length=100)
+
+
+class AdjustmentIn(_In):
+    """A manual points adjustment."""
+
+    amount: int = Field(ge=-1000, le=1000)
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class AppendedOut(_Out):
+    """A ledger entry just appended, and the member's balance after it."""
+
+    entry_id: int
+    member_id: int
+    amount: int
+    source: str
+    rule_version: str
+    balance: int
+
+
+class DurationCreditIn(_In):
+    """Study credit: `points` per full `minutes`, at most `max_points`."""
+
+    points: int = Field(ge=0, le=1000)
+    minutes: int = Field(ge=1, le=1440)
+    max_points: int | None = Field(None, ge=0)
+
+
+class ActivityRuleIn(_In):
+    """What each status is worth for an activity type; `category` is its cap category."""
+
+    category: str = Field(min_length=1, max_length=32)
+    present: int
+    late: int
+    left_early: int = 0
+    absent: int = 0
+    excused: int = 0
+    duration: DurationCreditIn | None = None
+
+
+class CapsIn(_In):
+    """Caps on earnings in a category per local day, month and quarter."""
+
+    day: int | None = Field(None, ge=0)
+    month: int | None = Field(None, ge=0)
+    quarter: int | None = Field(None, ge=0)
+
+
+class RuleVersionIn(_In):
+    """A new version of the points rules and the day it takes effect."""
+
+    version: str = Field(min_length=1, max_length=64)
+    effective_from: date
+    activities: dict[str, ActivityRuleIn]
+    default: ActivityRuleIn | None = None
+    caps: dict[str, CapsIn] = Field(default_factory=dict)
+
+
+class RuleVersionOut(_Out):
+    """A stored rule version."""
+
+    version: str
+    effective_from: date
+    body: dict[str, Any]
+
+
+class RescoreIn(_In):
+    """Re-score closed sessions starting in [start, end) (local dates)."""
+
+    start: date
+    end: date
+    apply: bool = Field(False, description="false: preview only")
+
+
+class ChangeOut(_Out):
+    """One credit a re-score changes."""
+
+    member_id: int
+    session_id: int
+    old_amount: int
+    old_version: str | None
+    new_amount: int
+    new_version: str | None
+    delta: int
+
+
+class RescoreOut(_Out):
+    """The differences, and whether they were applied."""
+
+    applied: bool
+    changes: list[ChangeOut]
+
+
+class RankedMemberOut(_Out):
+    """A member's place in a ranking (equal points share a rank)."""
+
+    rank: int
+    employee_no: str
+    name: str
+    points: int
+
+
+class StarMemberOut(_Out):
+    """The member chosen."""
+
+    employee_no: str
+    name: str
+    points: int
+    attendance_rate: float
+    late: int
+
+
+class StarOut(_Out):
+    """The star of the month and the published tie-breaks."""
+
+    star: StarMemberOut | None
+    tie_breaks: list[str]
+
+
+class BenchmarkOut(_Out):
+    """A branch's raw and fair (shrunk toward all branches) figures and places."""
+
+    code: str
+    name: str
+    members: int
+    attendance_rate: float
+    fair_attendance_rate: float
+    points_per_member: float
+    fair_points_per_member: float
+    attendance_rank: int
+    points_rank: int
+
+
+class PublicationOut(_Out):
+    """Frozen quarterly figures and the corrections made since."""
+
+    period: str
+    published_at: datetime | None
+    figures: dict[str, Any]
+    adjustments: list[dict[str, Any]]
+
+
+class MoveIn(_In):
+    """Move a member to another org unit from a moment on."""
+
+    org_unit_code: str = Field(min_length=1, max_length=32)
+    at: AwareDatetime

@@ -233,9 +233,11 @@ def sessions_in_rooms(
             # A window opens at most MAX_OPEN_BEFORE ahead of the start.
             AttendanceSession.starts_at <= latest + MAX_OPEN_BEFORE,
             closes > earliest,
+            # A cancelled session takes no taps.
+            AttendanceSession.cancelled_at.is_(None),
         )
     ).all()
-    audiences = _audiences(connection, {row[1] for row in rows})
+    audiences = audiences_of(connection, {row[1] for row in rows})
     for row in rows:
         room_id, session_id, title, starts_at, ends_at, open_min, grace_min, closes_at = row[:8]
         allow_walk_in, activity_code, points = row[8:]
@@ -266,7 +268,8 @@ def sessions_in_rooms(
     return found
 
 
-def _audiences(connection: Connection, session_ids: set[int]) -> dict[int, Audience]:
+def audiences_of(connection: Connection, session_ids: set[int]) -> dict[int, Audience]:
+    """The audience of each of these sessions that has one."""
     units: dict[int, set[int]] = defaultdict(set)
     members: dict[int, set[int]] = defaultdict(set)
     for part in chunks(session_ids):

@@ -3,7 +3,8 @@
 Rules the database enforces, so that several ingest workers can never disagree:
 - `taps.event_id` is unique: a tap is recorded once, whoever receives it;
 - `attendance (member_id, session_id)` is unique: one attendance per member per session;
-- `points_ledger.attendance_id` is unique among attendance credits: no double credit;
+- `points_ledger (attendance_id, credit_seq)` is unique among attendance credits: the
+  tap-time credit (seq 0) happens once; a re-credit after a reversal takes the next seq;
 - `cards (tech, uid)` is unique among active cards (a partial index);
 - `points_ledger` is append-only (triggers in the migration refuse UPDATE and DELETE).
 """
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     Uuid,
+    false,
     func,
     text,
 )
@@ -37,6 +39,7 @@ from protocol import AckResult, CardTech, ReaderState, TapMode
 from server.db.types import BigIntKey, UtcDateTime
 from server.domain.attendance import AttendanceStatus
 from server.domain.cards import CardStatus
+from server.domain.closing import LeaveStatus
 from server.domain.points import LedgerSource
 
 NAMING_CONVENTION: Final = {
@@ -198,6 +201,7 @@ class ActivityType(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     default_points: Mapped[int] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String(32), server_default="general")
 
 
 class AttendanceSession(Base):
@@ -220,6 +224,88 @@ class AttendanceSession(Base):
     closes_at: Mapped[datetime | None]
     allow_walk_in: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    requires_checkout: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    min_stay_minutes: Mapped[int] = mapped_column(Integer, server_default="0")
+    recurrence_rule: Mapped[str | None] = mapped_column(String(200))
+    cancelled_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    roster_frozen_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+
+class SessionSeries(Base):
+    """Sessions holding the same lesson: attending any one occurrence fulfils it."""
+
+    __tablename__ = "session_series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    activity_type_id: Mapped[int] = mapped_column(ForeignKey("activity_types.id"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class SeriesSession(Base):
+    """A session's place in a series (a session belongs to at most one)."""
+
+    __tablename__ = "series_sessions"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("session_series.id"), index=True)
+
+
+class SessionRosterEntry(Base):
+    """A member a session expects, frozen from the membership at its start."""
+
+    __tablename__ = "session_roster"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True, index=True)
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+
+
+class LeaveRequestRecord(Base):
+    """A leave request (请假) for one session; only an approved one excuses an absence."""
+
+    __tablename__ = "leave_requests"
+    __table_args__ = (
+        UniqueConstraint("member_id", "session_id"),
+        CheckConstraint(_one_of("status", LeaveStatus), name="status"),
+        CheckConstraint("status = 'pending' OR approver IS NOT NULL", name="decided_by"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    approver: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PointsRuleVersion(Base):
+    """One version of the points rules and the day it takes effect; the body is JSON."""
+
+    __tablename__ = "points_rule_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    effective_from: Mapped[date] = mapped_column(Date, unique=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Publication(Base):
+    """Figures of one org unit for one period (2026Q1), frozen when published."""
+
+    __tablename__ = "publications"
+    __table_args__ = (UniqueConstraint("period", "org_unit_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(16))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    published_at: Mapped[datetime]
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class SessionRoom(Base):
@@ -336,6 +422,7 @@ class LedgerEntry(Base):
         Index(
             "uq_points_ledger_attendance_credit",
             "attendance_id",
+            "credit_seq",
             unique=True,
             **_partial("source = 'attendance'"),
         ),
@@ -356,3 +443,5 @@ class LedgerEntry(Base):
     reverses_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("points_ledger.id"))
     reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # 0 for the tap-time credit; each re-credit after a reversal takes the next number.
+    credit_seq: Mapped[int] = mapped_column(Integer, server_default="0")

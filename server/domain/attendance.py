@@ -179,3 +179,119 @@ def resolve_session(
         if is_expected(candidate):
             return Resolution(candidate, expected=True)
     return Resolution(open_now[0], expected=False)
+
+
+# --------------------------------------------------------------------------- marks and statuses
+
+
+class TapKind(StrEnum):
+    """What a tap on a session says: arriving or leaving."""
+
+    CHECKIN = "checkin"
+    CHECKOUT = "checkout"
+
+
+@dataclass(frozen=True)
+class TapFact:
+    """A tap already resolved to a member and a session."""
+
+    event_id: str
+    member_id: int
+    session_id: int
+    kind: TapKind
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What a member's taps on one session established: arrival and departure."""
+
+    checked_in_at: datetime | None = None
+    checked_out_at: datetime | None = None
+
+    def merge(self, other: "Marks") -> "Marks":
+        """Combine two sets of marks: the earliest arrival, the latest departure after it.
+
+        The merge is commutative, associative and idempotent, so taps folded in
+        any order, with any repeats, give the same marks: a tap an offline reader
+        delivers an hour late counts exactly as if it had come on time.
+        """
+        arrivals = [t for t in (self.checked_in_at, other.checked_in_at) if t is not None]
+        departures = [t for t in (self.checked_out_at, other.checked_out_at) if t is not None]
+        arrived = min(arrivals) if arrivals else None
+        left = max(departures) if departures else None
+        return Marks(arrived, left)
+
+    def settled(self) -> "Marks":
+        """The marks as they count: a departure before the arrival is no departure."""
+        if self.checked_in_at is None:
+            return Marks(None, None)
+        if self.checked_out_at is not None and self.checked_out_at < self.checked_in_at:
+            return Marks(self.checked_in_at, None)
+        return self
+
+    @property
+    def stay(self) -> timedelta | None:
+        """Time between arrival and departure, when both are known."""
+        settled = self.settled()
+        if settled.checked_in_at is None or settled.checked_out_at is None:
+            return None
+        return settled.checked_out_at - settled.checked_in_at
+
+
+def fold_taps(taps: Iterable[TapFact]) -> dict[tuple[int, int], Marks]:
+    """Marks per (member, session) from resolved taps, independent of order and repeats."""
+    marks: dict[tuple[int, int], Marks] = {}
+    for tap in taps:
+        key = (tap.member_id, tap.session_id)
+        _aware("tap time", tap.at)
+        one = Marks(tap.at, None) if tap.kind is TapKind.CHECKIN else Marks(None, tap.at)
+        marks[key] = marks.get(key, Marks()).merge(one)
+    return {key: value.settled() for key, value in marks.items()}
+
+
+@dataclass(frozen=True)
+class StayRule:
+    """Check-out settings of a session: whether leaving must be tapped, and the minimum stay."""
+
+    requires_checkout: bool = False
+    minimum_stay: timedelta = timedelta(0)
+
+    def __post_init__(self) -> None:
+        if self.minimum_stay < timedelta(0):
+            raise InvalidWindow(f"minimum stay cannot be negative ({self.minimum_stay})")
+
+
+def status_of(
+    window: CheckinWindow, marks: Marks, stay: StayRule = StayRule(), *, final: bool = False
+) -> AttendanceStatus | None:
+    """A member's status from their marks, or None when they never checked in.
+
+    Left early: a check-out before the minimum stay, or, once the session is
+    final, no check-out at all where one is required (study credits only with
+    both taps). Otherwise present or late by the arrival time.
+    """
+    settled = marks.settled()
+    if settled.checked_in_at is None:
+        return None
+    length = settled.stay
+    if length is not None and length < stay.minimum_stay:
+        return AttendanceStatus.LEFT_EARLY
+    if final and stay.requires_checkout and length is None:
+        return AttendanceStatus.LEFT_EARLY
+    return window.status_at(settled.checked_in_at)
+
+
+STATUS_PREFERENCE: tuple[AttendanceStatus, ...] = (
+    AttendanceStatus.PRESENT,
+    AttendanceStatus.LATE,
+    AttendanceStatus.LEFT_EARLY,
+    AttendanceStatus.EXCUSED,
+    AttendanceStatus.ABSENT,
+)
+"""Best first: how occurrences of a series compare when any one fulfils it."""
+
+
+def better(a: AttendanceStatus, b: AttendanceStatus) -> bool:
+    """Whether status `a` fulfils a series strictly better than `b`."""
+    return STATUS_PREFERENCE.index(a) < STATUS_PREFERENCE.index(b)

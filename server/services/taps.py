@@ -9,7 +9,8 @@ code, decide races between workers sharing a subscription:
   answered `duplicate` with the original outcome and has no effect;
 - `attendance (member_id, session_id)`: the loser of a race downgrades its tap
   to `duplicate` and credits nothing;
-- `points_ledger.attendance_id` among attendance credits: a credit happens once.
+- `points_ledger (attendance_id, credit_seq)` among attendance credits: the
+  tap-time credit (seq 0) happens once.
 
 Outcomes come back in input order. Nothing here publishes anything: the caller
 answers only after the transaction has committed.
@@ -715,6 +716,7 @@ class _Batch:
                     "attendance_id": attendance_id,
                     "reverses_id": None,
                     "reason": None,
+                    "credit_seq": 0,
                     "created_at": c.received_at,
                 }
             )
@@ -723,7 +725,8 @@ class _Batch:
             ledger = table_of(LedgerEntry)
             self.connection.execute(
                 insert_for(self.connection, ledger).on_conflict_do_nothing(
-                    index_elements=["attendance_id"], index_where=text("source = 'attendance'")
+                    index_elements=["attendance_id", "credit_seq"],
+                    index_where=text("source = 'attendance'"),
                 ),
                 credits,
             )

@@ -33,6 +33,12 @@ TABLES = {
     "unknown_cards",
     "attendance",
     "points_ledger",
+    "session_series",
+    "series_sessions",
+    "session_roster",
+    "leave_requests",
+    "points_rule_versions",
+    "publications",
 }
 
 
@@ -45,8 +51,8 @@ def test_upgrade_from_empty_reaches_head_from_any_directory(
         with pytest.raises(SchemaOutOfDate, match="rollcall db upgrade"):
             ensure_current(db)
 
-        assert upgrade(db) == "0001"
-        assert head_revision() == "0001"
+        assert upgrade(db) == "0002"
+        assert head_revision() == "0002"
 
         ensure_current(db)
         assert set(inspect(db.engine).get_table_names()) >= TABLES
@@ -68,11 +74,11 @@ def test_downgrade_to_base_and_up_again(database: Database) -> None:
     assert not TABLES & set(inspect(database.engine).get_table_names())
 
     upgrade(database)
-    assert current_revision(database) == "0001"
+    assert current_revision(database) == "0002"
 
 
 def test_upgrade_twice_is_a_no_op(database: Database) -> None:
-    assert upgrade(database) == "0001"
+    assert upgrade(database) == "0002"
 
 
 def test_ledger_is_append_only(database: Database, seeded: MinimalSeed) -> None:

@@ -1,0 +1,45 @@
+"""Member administration: moving a member between org units, keeping the history."""
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from server.db.models import Member, MemberOrgHistory, OrgUnit, table_of
+from server.domain.roster import Membership, move
+from server.errors import NotFound
+from server.services.unit_of_work import UnitOfWork
+
+
+def move_member(uow: UnitOfWork, employee_no: str, org_unit_code: str, at: datetime) -> None:
+    """Move a member to another org unit from `at`; sessions before `at` keep expecting them."""
+    with uow:
+        db = uow.session
+        member_id = db.scalar(select(Member.id).where(Member.employee_no == employee_no))
+        if member_id is None:
+            raise NotFound("member with employee number", employee_no)
+        unit_id = db.scalar(select(OrgUnit.id).where(OrgUnit.code == org_unit_code))
+        if unit_id is None:
+            raise NotFound("org unit", org_unit_code)
+        row = db.execute(
+            select(
+                MemberOrgHistory.id, MemberOrgHistory.org_unit_id, MemberOrgHistory.valid_from
+            ).where(MemberOrgHistory.member_id == member_id, MemberOrgHistory.valid_to.is_(None))
+        ).one_or_none()
+        if row is None:
+            raise NotFound("current membership of", employee_no)
+        ended, started = move(Membership(member_id, row[1], row[2]), unit_id, at)
+        connection = db.connection()
+        connection.execute(
+            update(table_of(MemberOrgHistory))
+            .where(MemberOrgHistory.id == row[0])
+            .values(valid_to=ended.valid_to)
+        )
+        connection.execute(
+            table_of(MemberOrgHistory)
+            .insert()
+            .values(member_id=member_id, org_unit_id=unit_id, valid_from=started.valid_from)
+        )
+        connection.execute(
+            update(table_of(Member)).where(Member.id == member_id).values(org_unit_id=unit_id)
+        )
+        uow.commit()

@@ -1,0 +1,321 @@
+"""Rankings, the monthly star, branch benchmarks and quarterly publication, read from the DB.
+
+Points count in the period of what earned them: attendance credits and their
+reversals by their session's start, adjustments by when they were made.
+Expected attendance comes from frozen rosters, so a member who moved branch
+counts for the branch that expected them at each session.
+"""
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
+
+from server.db import lookups
+from server.db.models import (
+    Attendance,
+    AttendanceSession,
+    LedgerEntry,
+    Member,
+    OrgUnit,
+    Publication,
+    SessionRosterEntry,
+    table_of,
+)
+from server.domain import rankings
+from server.domain.attendance import AttendanceStatus
+from server.errors import Conflict, DomainError, NotFound
+from server.services.settlement import local_midnight, quarter_end, quarter_start
+from server.services.unit_of_work import UnitOfWork
+
+ATTENDED = (AttendanceStatus.PRESENT.value, AttendanceStatus.LATE.value)
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) in local dates."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise DomainError(f"a period must end after it starts ({self.start} – {self.end})")
+
+    @classmethod
+    def month(cls, year: int, month: int) -> "Period":
+        """One calendar month."""
+        if not 1 <= month <= 12:
+            raise DomainError(f"no month {month}")
+        return cls(date(year, month, 1), date(year + month // 12, month % 12 + 1, 1))
+
+    @classmethod
+    def quarter(cls, label: str) -> "Period":
+        """A quarter written like 2026Q1."""
+        try:
+            year, q = label.upper().split("Q")
+            first = date(int(year), 3 * (int(q) - 1) + 1, 1)
+        except ValueError as exc:
+            raise DomainError(f"a quarter is written like 2026Q1, not {label!r}") from exc
+        return cls(quarter_start(first), quarter_end(first))
+
+
+def _unit(connection: Connection, code: str) -> tuple[int, str]:
+    row = connection.execute(
+        select(OrgUnit.id, OrgUnit.name).where(OrgUnit.code == code)
+    ).one_or_none()
+    if row is None:
+        raise NotFound("org unit", code)
+    return row[0], row[1]
+
+
+def _subtree(connection: Connection, unit_id: int) -> set[int]:
+    tree = lookups.org_tree(connection)
+    return {u for u in tree.parents if unit_id in tree.path_to_root(u)}
+
+
+def _members_in(connection: Connection, units: set[int]) -> dict[int, tuple[str, str, int]]:
+    return {
+        m: (no, name, unit)
+        for m, no, name, unit in connection.execute(
+            select(Member.id, Member.employee_no, Member.name, Member.org_unit_id).where(
+                Member.org_unit_id.in_(units)
+            )
+        )
+    }
+
+
+def _points(
+    connection: Connection, members: Iterable[int], period: Period, zone: tzinfo
+) -> dict[int, int]:
+    start, end = local_midnight(period.start, zone), local_midnight(period.end, zone)
+    when = func.coalesce(AttendanceSession.starts_at, LedgerEntry.created_at)
+    totals: dict[int, int] = {}
+    for part in lookups.chunks(set(members)):
+        for member_id, total in connection.execute(
+            select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
+            .outerjoin(Attendance, Attendance.id == LedgerEntry.attendance_id)
+            .outerjoin(AttendanceSession, AttendanceSession.id == Attendance.session_id)
+            .where(LedgerEntry.member_id.in_(part), when >= start, when < end)
+            .group_by(LedgerEntry.member_id)
+        ):
+            totals[member_id] = int(total or 0)
+    return totals
+
+
+@dataclass(frozen=True)
+class RankedMember:
+    """A member's place in an org unit's ranking."""
+
+    rank: int
+    employee_no: str
+    name: str
+    points: int
+
+
+def member_ranking(
+    connection: Connection, unit_code: str, period: Period, zone: tzinfo
+) -> list[RankedMember]:
+    """Members of an org unit's subtree by points in the period."""
+    unit_id, _ = _unit(connection, unit_code)
+    members = _members_in(connection, _subtree(connection, unit_id))
+    points = _points(connection, members, period, zone)
+    return [
+        RankedMember(r.rank, members[r.member_id][0], members[r.member_id][1], r.points)
+        for r in rankings.rank_members({m: points.get(m, 0) for m in members})
+    ]
+
+
+def _roster_counts(
+    connection: Connection, units: set[int], period: Period, zone: tzinfo
+) -> tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]]:
+    """Per member: expected, attended, late; and per roster org unit: expected, attended."""
+    start, end = local_midnight(period.start, zone), local_midnight(period.end, zone)
+    expected: dict[int, int] = {}
+    attended: dict[int, int] = {}
+    late: dict[int, int] = {}
+    unit_of: dict[int, int] = {}
+    rows = connection.execute(
+        select(SessionRosterEntry.member_id, SessionRosterEntry.org_unit_id, Attendance.status)
+        .join(AttendanceSession, AttendanceSession.id == SessionRosterEntry.session_id)
+        .outerjoin(
+            Attendance,
+            (Attendance.session_id == SessionRosterEntry.session_id)
+            & (Attendance.member_id == SessionRosterEntry.member_id),
+        )
+        .where(
+            SessionRosterEntry.org_unit_id.in_(units),
+            AttendanceSession.starts_at >= start,
+            AttendanceSession.starts_at < end,
+            AttendanceSession.cancelled_at.is_(None),
+        )
+    )
+    for member_id, unit_id, status in rows:
+        unit_of[member_id] = unit_id
+        if status == AttendanceStatus.EXCUSED.value:
+            continue  # approved leave is not held against anyone
+        expected[member_id] = expected.get(member_id, 0) + 1
+        if status in ATTENDED:
+            attended[member_id] = attended.get(member_id, 0) + 1
+        if status == AttendanceStatus.LATE.value:
+            late[member_id] = late.get(member_id, 0) + 1
+    return expected, attended, late, unit_of
+
+
+@dataclass(frozen=True)
+class Star:
+    """A branch's star of the month, and the tie-breaks that chose them."""
+
+    employee_no: str
+    name: str
+    points: int
+    attendance_rate: float
+    late: int
+
+
+def monthly_star(
+    connection: Connection, unit_code: str, period: Period, zone: tzinfo
+) -> tuple[Star | None, tuple[str, ...]]:
+    """The star of an org unit (a branch) for a month."""
+    unit_id, _ = _unit(connection, unit_code)
+    units = _subtree(connection, unit_id)
+    members = _members_in(connection, units)
+    points = _points(connection, members, period, zone)
+    expected, attended, late, _ = _roster_counts(connection, units, period, zone)
+    records = [
+        rankings.MonthRecord(
+            m, no, points.get(m, 0), expected.get(m, 0), attended.get(m, 0), late.get(m, 0)
+        )
+        for m, (no, _, _) in members.items()
+    ]
+    best = rankings.monthly_star(records)
+    if best is None:
+        return None, rankings.STAR_TIE_BREAKS
+    return (
+        Star(best.employee_no, members[best.member_id][1], best.points, best.rate, best.late),
+        rankings.STAR_TIE_BREAKS,
+    )
+
+
+@dataclass(frozen=True)
+class BranchFigures:
+    """One branch's benchmark, named."""
+
+    code: str
+    name: str
+    benchmark: rankings.Benchmark
+
+
+def benchmarks(
+    connection: Connection,
+    parent_code: str,
+    period: Period,
+    zone: tzinfo,
+    *,
+    prior_weight: float = 10.0,
+) -> list[BranchFigures]:
+    """Benchmarks of the org units directly under `parent_code`, each with its subtree."""
+    parent_id, _ = _unit(connection, parent_code)
+    children = connection.execute(
+        select(OrgUnit.id, OrgUnit.code, OrgUnit.name).where(OrgUnit.parent_id == parent_id)
+    ).all()
+    records = []
+    for child_id, _, _ in children:
+        units = _subtree(connection, child_id)
+        members = _members_in(connection, units)
+        expected, attended, _, _ = _roster_counts(connection, units, period, zone)
+        records.append(
+            rankings.BranchRecord(
+                child_id,
+                len(members),
+                sum(expected.values()),
+                sum(attended.values()),
+                sum(_points(connection, members, period, zone).values()),
+            )
+        )
+    names = {child_id: (code, name) for child_id, code, name in children}
+    return [
+        BranchFigures(*names[b.org_unit_id], b)
+        for b in rankings.benchmark_branches(records, prior_weight=prior_weight)
+    ]
+
+
+def _figures(
+    connection: Connection, unit_code: str, period: Period, zone: tzinfo
+) -> dict[str, Any]:
+    return {
+        "members": [asdict(r) for r in member_ranking(connection, unit_code, period, zone)],
+        "branches": [
+            {"code": b.code, "name": b.name, **asdict(b.benchmark)}
+            for b in benchmarks(connection, unit_code, period, zone)
+        ],
+    }
+
+
+def publish(
+    uow: UnitOfWork, unit_code: str, quarter: str, now: datetime, zone: tzinfo
+) -> dict[str, Any]:
+    """Freeze an org unit's figures for a quarter; Conflict if already published."""
+    period = Period.quarter(quarter)
+    if now < local_midnight(period.end, zone):
+        raise Conflict(f"{quarter} has not ended; it can be published from {period.end}")
+    with uow:
+        connection = uow.session.connection()
+        unit_id, _ = _unit(connection, unit_code)
+        figures = _figures(connection, unit_code, period, zone)
+        try:
+            connection.execute(
+                table_of(Publication)
+                .insert()
+                .values(
+                    period=quarter.upper(), org_unit_id=unit_id, published_at=now, figures=figures
+                )
+            )
+        except IntegrityError as exc:
+            raise Conflict(f"{unit_code} {quarter} is already published") from exc
+        uow.commit()
+    return figures
+
+
+@dataclass(frozen=True)
+class Published:
+    """Frozen figures and the corrections made since, as adjustments."""
+
+    period: str
+    published_at: datetime
+    figures: dict[str, Any]
+    adjustments: list[dict[str, Any]]
+
+
+def publication(connection: Connection, unit_code: str, quarter: str, zone: tzinfo) -> Published:
+    """A publication as frozen, with later corrections to members' points listed apart."""
+    unit_id, _ = _unit(connection, unit_code)
+    period = Period.quarter(quarter)
+    row = connection.execute(
+        select(Publication.published_at, Publication.figures).where(
+            Publication.org_unit_id == unit_id, Publication.period == quarter.upper()
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("publication", f"{unit_code} {quarter}")
+    published_at, figures = row
+    frozen = {m["employee_no"]: int(m["points"]) for m in figures.get("members", [])}
+    now = {r.employee_no: r.points for r in member_ranking(connection, unit_code, period, zone)}
+    keys = sorted(frozen.keys() | now.keys())
+    index = {k: i for i, k in enumerate(keys)}
+    changed = rankings.adjustments_since(
+        {index[k]: v for k, v in frozen.items()}, {index[k]: v for k, v in now.items()}
+    )
+    adjustments = [
+        {
+            "employee_no": keys[a.member_id],
+            "published": a.published,
+            "current": a.current,
+            "delta": a.delta,
+        }
+        for a in changed
+    ]
+    return Published(quarter.upper(), published_at, figures, adjustments)
