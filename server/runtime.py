@@ -1,4 +1,4 @@
-"""What a server process runs besides HTTP: the database, the embedded broker, the ingest worker.
+"""What a server process runs besides HTTP: database, embedded broker, ingest worker, scheduler.
 
 `rollcall serve` starts one of these before the HTTP server and stops it after;
 `create_app(settings)` without one starts its own in the app's lifespan.
@@ -6,6 +6,7 @@
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -16,6 +17,7 @@ from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.errors import ConfigError, RollcallError
 from server.ingest.endpoint import MqttEndpoint
 from server.ingest.worker import IngestOptions, IngestWorker
+from server.services.scheduler import Pass, Scheduler, run_due
 from server.services.taps import TapPolicy
 from server.settings import Settings
 
@@ -50,17 +52,21 @@ class ServerRuntime:
         clock: Clock = SYSTEM_CLOCK,
         migrate: bool = True,
         ingest: bool = True,
+        scheduler: bool = True,
         ingest_ready_timeout: float = 10.0,
     ) -> None:
         self.settings = settings
         self._clock = clock
         self._migrate = migrate
         self._run_ingest = ingest
+        # The settings can switch the scheduler off; a standalone ingest worker never runs it.
+        self._run_scheduler = scheduler and settings.scheduler_enabled
         self._ready_timeout = ingest_ready_timeout
         self._database: Database | None = None
         self.broker: EmbeddedBroker | None = None
         self.ingest: IngestWorker | None = None
         self._endpoint: MqttEndpoint | None = None
+        self.scheduler: Scheduler | None = None
 
     @property
     def clock(self) -> Clock:
@@ -128,9 +134,25 @@ class ServerRuntime:
                     "MQTT broker %s not reachable yet; ingest keeps retrying in the background",
                     self._endpoint.url,
                 )
+        if self._run_scheduler:
+            self.scheduler = Scheduler(
+                self._due_work,
+                clock=self._clock,
+                interval=timedelta(seconds=settings.scheduler_interval_seconds),
+            )
+            self.scheduler.start()
+
+    def _due_work(self, now: datetime) -> Pass:
+        """One scheduler pass: freeze started sessions' rosters, close eligible sessions."""
+        return run_due(
+            self.database.write_sessions, now, self.settings.zone, self.settings.absence_grace
+        )
 
     def stop(self) -> None:
-        """Stop ingest, then the broker, then close the database; safe to call twice."""
+        """Stop the scheduler and ingest, then the broker, then close the database; safe twice."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if self.ingest is not None:
             self.ingest.stop()
             self.ingest = None

@@ -54,6 +54,18 @@ class Settings(BaseSettings):
         default=False, description="subscribe as $share/rollcall-ingest/… so workers split load"
     )
     skew_tolerance_seconds: float = Field(default=120.0, ge=0)
+    scheduler_enabled: bool = Field(
+        default=True, description="`rollcall serve` freezes rosters and closes sessions itself"
+    )
+    scheduler_interval_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="how often the scheduler looks for due sessions"
+    )
+    absence_grace_minutes: int = Field(
+        default=120,
+        ge=0,
+        le=7 * 24 * 60,
+        description="how long closing waits for readers that have not reported an empty outbox",
+    )
     # Provisioning (`rollcall readers`, `rollcall ca`): where the broker's credentials live.
     broker_password_file: Path | None = Field(
         default=None, description="Mosquitto password file readers are added to"
@@ -106,6 +118,11 @@ class Settings(BaseSettings):
     def skew_tolerance(self) -> timedelta:
         """How far ahead of our clock a reader may stamp a tap before it is refused."""
         return timedelta(seconds=self.skew_tolerance_seconds)
+
+    @property
+    def absence_grace(self) -> timedelta:
+        """How long after a session's window closes absences are decided without every reader."""
+        return timedelta(minutes=self.absence_grace_minutes)
 
     @property
     def resolved_database_url(self) -> str:

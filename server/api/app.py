@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from server import __version__
 from server.api.errors import install_error_handlers
-from server.api.routes import health, members, org_units, points, sessions
+from server.api.routes import health, members, org_units, organisation, points, sessions
 from server.runtime import ServerRuntime
 from server.settings import Settings
 
@@ -45,5 +45,6 @@ def create_app(settings: Settings, *, runtime: ServerRuntime | None = None) -> F
     app.include_router(members.router, prefix="/api/v1")
     app.include_router(sessions.router, prefix="/api/v1")
     app.include_router(points.router, prefix="/api/v1")
+    app.include_router(organisation.router, prefix="/api/v1")
     app.include_router(org_units.router, prefix="/api/v1")
     return app

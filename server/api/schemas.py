@@ -333,3 +333,91 @@ class MoveIn(_In):
 
     org_unit_code: str = Field(min_length=1, max_length=32)
     at: AwareDatetime
+
+
+# --------------------------------------------------------------------------- organisation
+
+
+class OrgUnitIn(_In):
+    """An org unit to create, under `parent_code` or at the top."""
+
+    code: str = Field(min_length=1, max_length=32, pattern=r"^\S+$")
+    name: str = Field(min_length=1, max_length=100)
+    parent_code: str | None = Field(None, min_length=1, max_length=32)
+
+
+class OrgUnitRenameIn(_In):
+    """A new name for an org unit."""
+
+    name: str = Field(min_length=1, max_length=100)
+
+
+class OrgUnitOut(_Out):
+    """An org unit with its sub-units nested below it."""
+
+    code: str
+    name: str
+    parent_code: str | None
+    children: list["OrgUnitOut"] = Field(default_factory=list)
+
+
+class MemberIn(_In):
+    """A member to create."""
+
+    employee_no: str = Field(min_length=1, max_length=32, pattern=r"^\S+$")
+    name: str = Field(min_length=1, max_length=100)
+    org_unit_code: str = Field(min_length=1, max_length=32)
+    category: str = Field(min_length=1, max_length=32, examples=["正式党员"])
+    active_from: date | None = None
+    active_to: date | None = None
+
+
+class MemberUpdateIn(_In):
+    """Changes to a member; fields left out stay as they are (`active_to: null` clears it)."""
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    category: str | None = Field(None, min_length=1, max_length=32)
+    active_to: date | None = None
+
+
+class MemberOut(_Out):
+    """A member."""
+
+    employee_no: str
+    name: str
+    org_unit: str
+    category: str
+    active_from: date | None
+    active_to: date | None
+
+
+class ActivityTypeIn(_In):
+    """A user-defined activity type and its tap-time points."""
+
+    code: str = Field(min_length=1, max_length=32, pattern=r"^\S+$")
+    name: str = Field(min_length=1, max_length=100)
+    category: str = Field("general", min_length=1, max_length=32)
+    default_points: int = Field(ge=0, le=1000)
+
+
+class ActivityTypeOut(_Out):
+    """An activity type."""
+
+    code: str
+    name: str
+    category: str
+    default_points: int
+
+
+class RoomIn(_In):
+    """A room to create."""
+
+    code: str = Field(min_length=1, max_length=32, pattern=r"^\S+$")
+    name: str = Field(min_length=1, max_length=100)
+
+
+class RoomOut(_Out):
+    """A room."""
+
+    code: str
+    name: str

@@ -166,6 +166,22 @@ class RuleBook:
         return RuleBook((*self.versions, rules))
 
 
+def tap_time_points(
+    book: RuleBook, activity_type: str, status: AttendanceStatus, day: date
+) -> tuple[int, RuleVersion]:
+    """What a check-in is worth when the reader answers, under the version in effect on `day`.
+
+    The fixed value of the status for the session's activity type; a rule with
+    duration credit earns nothing yet (the stay is known only at check-out), and
+    caps wait for closing, which settles the ledger to the full score.
+    """
+    rules = book.in_effect(day)
+    rule = rules.rule_for(activity_type)
+    if rule is None or rule.duration is not None:
+        return 0, rules.version
+    return rule.value(status), rules.version
+
+
 # --------------------------------------------------------------------------- scoring
 
 

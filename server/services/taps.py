@@ -42,8 +42,9 @@ from server.domain.attendance import (
 )
 from server.domain.cards import CardStatus
 from server.domain.display import DisplayText
-from server.domain.points import FIXED_PER_ACTIVITY_V1, LedgerSource, PointsRules
+from server.domain.points import LedgerSource, RuleBook, RuleVersion, tap_time_points
 from server.errors import StorageError
+from server.services.rules import rule_book
 from server.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,6 @@ class TapPolicy:
 
     zone: tzinfo = DEFAULT_ZONE
     skew_tolerance: timedelta = timedelta(minutes=2)
-    rules: PointsRules = FIXED_PER_ACTIVITY_V1
 
 
 DEFAULT_POLICY = TapPolicy()
@@ -171,6 +171,7 @@ class _CheckIn:
     status: AttendanceStatus
     at: datetime
     points: int
+    rule_version: RuleVersion
     received_at: datetime
 
 
@@ -230,7 +231,8 @@ class _Batch:
     submissions: Sequence[Submission]
     items: list[_Item] = field(default_factory=list)
     pending_credits: dict[int, int] = field(default_factory=dict)
-    session_points: dict[int, int] = field(default_factory=dict)
+    # The points rules, read once per batch and only if the batch has a check-in.
+    book: RuleBook | None = None
 
     def record(self) -> list[Outcome]:
         self.items = [_Item(s) for s in self.submissions]
@@ -290,7 +292,6 @@ class _Batch:
             min(times),
             max(times),
         )
-        self.session_points = sessions.points
         needs_units = any(c.audience.org_unit_ids for cs in sessions.by_room.values() for c in cs)
         tree = lookups.org_tree(self.connection) if needs_units else OrgTree({})
         history = lookups.org_history(
@@ -502,15 +503,23 @@ class _Batch:
                 )
                 continue
             status = session.window.status_at(at)
-            points = self.policy.rules.points_for(
-                self.session_points.get(session.session_id, 0), status
+            if self.book is None:
+                self.book = rule_book(self.connection)
+            points, version = tap_time_points(
+                self.book, session.activity_type, status, session.starts_at.astimezone(zone).date()
             )
             state[key] = _AttendanceState(at, None)
             self.pending_credits[r.card.member_id] = (
                 self.pending_credits.get(r.card.member_id, 0) + points
             )
             r.item.check_in = _CheckIn(
-                r.card.member_id, session.session_id, status, at, points, received_tap.received_at
+                r.card.member_id,
+                session.session_id,
+                status,
+                at,
+                points,
+                version,
+                received_tap.received_at,
             )
             detail = status.value if r.resolution.expected else f"{status.value}; walk-in"
             self._finish(
@@ -712,7 +721,7 @@ class _Batch:
                     "member_id": c.member_id,
                     "amount": c.points,
                     "source": LedgerSource.ATTENDANCE.value,
-                    "rule_version": self.policy.rules.version,
+                    "rule_version": c.rule_version,
                     "attendance_id": attendance_id,
                     "reverses_id": None,
                     "reason": None,

@@ -64,7 +64,10 @@ def cancel_session(session_id: SessionId, body: ReasonIn, uow: UowDep, runtime: 
 @router.post("/sessions/{session_id}/close", response_model=ClosedOut, responses=WRITE)
 def close_session(session_id: SessionId, uow: UowDep, runtime: RuntimeDep) -> ClosedOut:
     """Decide absences and settle points; 409 `not_ready` while readers may still hold taps."""
-    closed = sessions.close(uow, session_id, runtime.clock.now(), runtime.settings.zone)
+    settings = runtime.settings
+    closed = sessions.close(
+        uow, session_id, runtime.clock.now(), settings.zone, grace=settings.absence_grace
+    )
     return ClosedOut.model_validate(closed)
 
 

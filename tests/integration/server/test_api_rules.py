@@ -1,17 +1,10 @@
 """The /api/v1 endpoints for rules, closing, leave, ledger corrections, rankings, publication."""
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from protocol import TapMode
 from server.api.app import create_app
@@ -22,14 +15,9 @@ from server.sample import MinimalSeed, TapBuilder, seed_minimal
 from server.services.taps import record_taps
 from server.services.unit_of_work import UnitOfWork
 from server.settings import load_settings
+from tests.support.served import ApiClient, served
 
 NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 3 March 2025, 09:00 in Shanghai
-
-
-class ApiClient(httpx.Client):
-    """An HTTP client of the served app, knowing its runtime."""
-
-    runtime: ServerRuntime
 
 
 @pytest.fixture
@@ -45,37 +33,18 @@ def app(
     settings = load_settings(
         database_url=database_url, data_dir=tmp_path, mqtt_url="mqtt://127.0.0.1:1"
     )
-    runtime = ServerRuntime(settings, clock=clock, ingest=False)
+    runtime = ServerRuntime(settings, clock=clock, ingest=False, scheduler=False)
     runtime.start()
     try:
         database = runtime.database
         seed = seed_minimal(database.write_sessions, NOW)
         with database.write_sessions.begin() as db:
             db.add(SessionAudience(session_id=seed.session_id, org_unit_id=seed.org_unit_id))
-        with _served(create_app(settings, runtime=runtime)) as client:
+        with served(create_app(settings, runtime=runtime)) as client:
             client.runtime = runtime
             yield client, seed
     finally:
         runtime.stop()
-
-
-@contextmanager
-def _served(app: FastAPI) -> Iterator[ApiClient]:
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        with ApiClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=10) as c:
-            yield c
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        sock.close()
 
 
 RULES = {

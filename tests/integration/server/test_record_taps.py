@@ -25,7 +25,9 @@ from server.db.models import (
     TapRecord,
     UnknownCard,
 )
+from server.domain.points import ActivityRule, RuleSet, RuleVersion
 from server.sample import MinimalSeed, TapBuilder
+from server.services.rules import add_rule_version
 from server.services.taps import (
     Outcome,
     ReceivedTap,
@@ -97,6 +99,43 @@ def test_tap_after_grace_is_late_and_still_credited(database: Database, taps: Ta
     assert "迟到 09:06" in outcome.display.lines
     with database.sessions() as db:
         assert db.scalars(select(Attendance.status)).one() == "late"
+
+
+def _store_rules(database: Database, effective_from: date, **values: int) -> None:
+    rules = RuleSet(
+        RuleVersion("branch/2025"),
+        effective_from,
+        {"test_study": ActivityRule("study", **values)},  # type: ignore[arg-type]
+    )
+    with database.write_sessions.begin() as db:
+        add_rule_version(db.connection(), rules)
+
+
+@pytest.mark.parametrize("case", [(0, 5, "present"), (6, 3, "late")], ids=["present", "late"])
+def test_tap_time_credit_uses_the_rule_version_in_effect(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder, case: tuple[int, int, str]
+) -> None:
+    minutes, points, status = case
+    _store_rules(database, date(2025, 3, 1), present=5, late=3)
+    at = NOW + timedelta(minutes=minutes)
+
+    [outcome] = record(database, taps.received(at=at, received_at=at))
+
+    assert (outcome.result, outcome.points) == (AckResult.ACCEPTED, points)
+    assert ledger(database) == [(seeded.member_id, points, "attendance", "branch/2025")]
+    with database.sessions() as db:
+        assert db.scalars(select(Attendance.status)).one() == status
+
+
+def test_a_version_not_yet_in_effect_leaves_the_fixed_points(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    _store_rules(database, date(2025, 3, 4), present=5, late=3)
+
+    [outcome] = record(database, taps.received())
+
+    assert outcome.points == 2
+    assert ledger(database) == [(seeded.member_id, 2, "attendance", "fixed-per-activity/1")]
 
 
 def test_repeated_event_id_is_answered_with_the_original_and_not_credited_twice(
