@@ -1,4 +1,4 @@
-"""The `rollcall` command: serve, ingest, db upgrade, demo; readers, ca, broker (provisioning).
+"""The `rollcall` command: serve, ingest, db upgrade, demo; readers, ca, broker; audit verify.
 
 On start, `serve` prints one line per endpoint to stdout (tests and the demo
 parse them), each flushed at once:
@@ -24,6 +24,7 @@ import uvicorn
 
 from server import __version__
 from server.api.app import create_app
+from server.audit import cli as audit_cli
 from server.db.engine import open_database
 from server.db.migrate import upgrade
 from server.demo import DemoOptions, run_demo
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="stop when the simulated readers have finished"
     )
     provisioning_cli.add_commands(commands, lambda sub: _config_option(sub, top=False))
+    audit_cli.add_commands(commands, lambda sub: _config_option(sub, top=False))
     return parser
 
 
@@ -152,7 +154,7 @@ def ingest(settings: Settings) -> int:
     """Run the ingest worker alone against an external broker until interrupted."""
     require_external_broker(settings)
     # Several workers may start together: only `db upgrade` migrates.
-    with ServerRuntime(settings, migrate=False) as runtime:
+    with ServerRuntime(settings, migrate=False, scheduler=False) as runtime:
         announce("database", runtime.database.display_url)
         announce("mqtt", runtime.endpoint.url)
         _wait_for_signal()
@@ -181,6 +183,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run_demo(settings, DemoOptions(members=args.members, once=args.once))
     if args.command in provisioning_cli.COMMANDS:
         return provisioning_cli.run(args, settings)
+    if args.command in audit_cli.COMMANDS:
+        return audit_cli.run(args, settings)
     return db_upgrade(settings)
 
 

@@ -445,3 +445,27 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # 0 for the tap-time credit; each re-credit after a reversal takes the next number.
     credit_seq: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class AuditEntry(Base):
+    """One append-only audit row, chained to the one before it by `prev_hash`."""
+
+    __tablename__ = "audit_log"
+
+    # Numbered by server.audit.chain under its lock, since the number is hashed.
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+# Message signing (migration 0003), added here rather than in the class body, so
+# use them through table_of(Reader).c: the reader's HMAC key in hex (stored as
+# given), and the newest (boot_id, seq) accepted from it, against replays.
+Reader.sign_key = mapped_column(String(128))
+Reader.last_boot_id = mapped_column(Uuid())
+Reader.last_seq = mapped_column(Integer)

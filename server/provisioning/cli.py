@@ -5,6 +5,7 @@
 """
 
 import argparse
+import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,14 @@ from server.settings import Settings
 
 COMMANDS: Final = frozenset({"readers", "ca", "broker"})
 AddConfigOption = Callable[[argparse.ArgumentParser], None]
+
+
+def _actor() -> str:
+    """Who runs the command, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name and no passwd entry, as in some containers
+        return "cli"
 
 
 def _note(text: str) -> None:
@@ -73,6 +82,9 @@ def add_commands(
     )
     provision.add_argument(
         "--tls", action="store_true", help="a client certificate instead of a password"
+    )
+    provision.add_argument(
+        "--sign", action="store_true", help="give the reader a key to sign its taps with"
     )
     provision.add_argument(
         "--output", type=Path, metavar="FILE", help="write reader.toml here (default: stdout)"
@@ -138,7 +150,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.readers_command == "provision":
             return _provision(args, settings, database, paths)
         if args.readers_command == "revoke":
-            revocation = revoke_reader(database, args.reader_id, paths)
+            revocation = revoke_reader(database, args.reader_id, paths, actor=_actor())
             if revocation.password_removed:
                 _note(f"removed the password of {revocation.reader_id}")
             if revocation.revoked_serial is not None:
@@ -217,14 +229,17 @@ def _provision(
         name=args.name,
         source=args.source,
         tls=args.tls,
+        sign=args.sign,
     )
-    provisioned = provision_reader(database, request, paths, broker)
+    provisioned = provision_reader(database, request, paths, broker, actor=_actor())
     if args.output is None:
         sys.stdout.write(provisioned.config_toml)
         sys.stdout.flush()
     else:
         _write_reader_files(args.output, provisioned)
     _note(f"provisioned reader {provisioned.reader_id} in room {args.room}")
+    if provisioned.sign_key is not None:
+        _note("its taps must be signed: reader.toml holds its sign_key")
     _note(provisioned.reload_note)
     return 0
 

@@ -4,23 +4,27 @@ A reader's broker username is its reader id. Without TLS it gets a random
 password in the broker's password file; with TLS a client certificate whose CN
 is its id, signed by the site CA. The ACL's `%u` patterns need no entry per
 reader. Revoking removes the password entry and puts the certificate's serial in
-the CRL; the reader's row stays, since its taps refer to it.
+the CRL; the reader's row stays, since its taps refer to it. With signing, the
+reader also gets an HMAC key for its taps' `sig`, stored in its row; revoking
+takes the key away too. Both are written to the audit chain.
 """
 
 import datetime as dt
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from protocol import TapMode, topics
 from protocol.errors import MalformedMessage
+from server.audit.chain import record_audit
 from server.db.engine import Database
-from server.db.models import Reader, Room
+from server.db.models import Reader, Room, table_of
 from server.errors import NotFound, ProvisioningError, StorageError
 from server.provisioning.broker_files import (
     PASSWORD_PORT,
@@ -32,6 +36,7 @@ from server.provisioning.certificates import CertificateAuthority, IssuedCertifi
 from server.provisioning.passwords import PasswordFile, generate_password
 
 CardSourceName = Literal["pcsc", "nfcpy", "simulated"]
+SIGN_KEY_BYTES: Final = 32
 # Where the files of a TLS reader go on the terminal (deploy/reader/reader.toml says the same).
 TERMINAL_DIR: Final = PurePosixPath("/etc/rollcall")
 
@@ -64,6 +69,7 @@ class ReaderRequest:
     name: str | None = None
     source: CardSourceName = "pcsc"
     tls: bool = False
+    sign: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class ProvisionedReader:
     certificate: IssuedCertificate | None
     ca_certificate_pem: bytes | None
     reload_note: str
+    sign_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,11 @@ def _toml_string(value: str) -> str:
 
 
 def render_reader_config(
-    request: ReaderRequest, broker: BrokerAddress, password: str | None, made_at: dt.datetime
+    request: ReaderRequest,
+    broker: BrokerAddress,
+    password: str | None,
+    made_at: dt.datetime,
+    sign_key: str | None = None,
 ) -> str:
     """The reader.toml a provisioned reader runs with."""
     host = f"[{broker.host}]" if ":" in broker.host else broker.host
@@ -120,6 +131,8 @@ def render_reader_config(
         credentials = f"{quote(request.reader_id)}:{quote(password, safe='')}"
         url = f"mqtt://{credentials}@{host}:{broker.password_port}"
         lines.append("# mode 0600 owned by the agent's user: it holds the broker password.")
+    if sign_key is not None:
+        lines.append("# It holds the key the reader signs its taps with: keep it 0600.")
     lines += [
         "# deploy/reader/reader.toml lists every other setting.",
         f"id = {_toml_string(request.reader_id)}",
@@ -135,6 +148,8 @@ def render_reader_config(
         f"source = {_toml_string(request.source)}",
         f"mode = {_toml_string(request.mode.value)}",
     ]
+    if sign_key is not None:
+        lines.append(f"sign_key = {_toml_string(sign_key)}")
     return "\n".join(lines) + "\n"
 
 
@@ -159,6 +174,8 @@ def provision_reader(
     request: ReaderRequest,
     paths: CredentialPaths,
     broker: BrokerAddress,
+    *,
+    actor: str = "cli",
 ) -> ProvisionedReader:
     """Register the reader in its room (or move it there) and give it new broker credentials."""
     reader_id = _check_reader_id(request.reader_id)
@@ -178,6 +195,7 @@ def provision_reader(
         )
     password: str | None = None
     certificate: IssuedCertificate | None = None
+    sign_key = secrets.token_hex(SIGN_KEY_BYTES) if request.sign else None
     try:
         with database.write_sessions.begin() as session:
             room = session.scalars(select(Room).where(Room.code == request.room_code)).one_or_none()
@@ -194,6 +212,25 @@ def provision_reader(
             if request.name is not None:
                 reader.name = request.name
             session.flush()
+            # Re-provisioning without --sign ends signing; a new key restarts replay tracking.
+            readers = table_of(Reader)
+            session.execute(
+                update(readers)
+                .where(readers.c.id == reader.id)
+                .values(sign_key=sign_key, last_boot_id=None, last_seq=None)
+            )
+            record_audit(
+                session,
+                actor=actor,
+                action="reader.provision",
+                target=reader_id,
+                details={
+                    "room": request.room_code,
+                    "mode": request.mode.value,
+                    "credential": "certificate" if request.tls else "password",
+                    "signed": sign_key is not None,
+                },
+            )
             # Credentials last, inside the transaction: if they cannot be written, nothing is.
             if ca is not None:
                 certificate = ca.issue_client(reader_id)
@@ -210,11 +247,14 @@ def provision_reader(
     )
     return ProvisionedReader(
         reader_id=reader_id,
-        config_toml=render_reader_config(request, broker, password, dt.datetime.now(dt.UTC)),
+        config_toml=render_reader_config(
+            request, broker, password, dt.datetime.now(dt.UTC), sign_key
+        ),
         password=password,
         certificate=certificate,
         ca_certificate_pem=ca.certificate_path.read_bytes() if ca is not None else None,
         reload_note=note,
+        sign_key=sign_key,
     )
 
 
@@ -238,8 +278,10 @@ class Revocation:
     reload_note: str
 
 
-def revoke_reader(database: Database, reader_id: str, paths: CredentialPaths) -> Revocation:
-    """Take away the reader's broker credentials: its password entry and its certificate."""
+def revoke_reader(
+    database: Database, reader_id: str, paths: CredentialPaths, *, actor: str = "cli"
+) -> Revocation:
+    """Take away the reader's credentials: password entry, certificate and signing key."""
     _check_reader_id(reader_id)
     removed = paths.password_file is not None and PasswordFile(paths.password_file).remove(
         reader_id
@@ -250,6 +292,7 @@ def revoke_reader(database: Database, reader_id: str, paths: CredentialPaths) ->
         if not _is_registered(database, reader_id):
             raise NotFound("reader", reader_id)
         raise ProvisioningError(f"reader {reader_id} has no credentials to revoke")
+    _record_revocation(database, reader_id, actor, removed, serial)
     # The broker reads a changed password file only when told to, and its CRL only at start.
     notes = [reload_broker(paths.broker_pid_file)] if removed else []
     if serial is not None:
@@ -258,6 +301,33 @@ def revoke_reader(database: Database, reader_id: str, paths: CredentialPaths) ->
             "`systemctl restart mosquitto` or `docker compose restart mosquitto`"
         )
     return Revocation(reader_id, removed, serial, "; ".join(notes))
+
+
+def _record_revocation(
+    database: Database, reader_id: str, actor: str, password_removed: bool, serial: int | None
+) -> None:
+    # Recorded after the credentials are gone, as files cannot join the transaction;
+    # a failure to record is reported, not swallowed.
+    readers = table_of(Reader)
+    try:
+        with database.write_sessions.begin() as session:
+            session.execute(
+                update(readers).where(readers.c.reader_id == reader_id).values(sign_key=None)
+            )
+            record_audit(
+                session,
+                actor=actor,
+                action="reader.revoke",
+                target=reader_id,
+                details={
+                    "password_removed": password_removed,
+                    "certificate_serial": f"{serial:x}" if serial is not None else None,
+                },
+            )
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"reader {reader_id}'s broker credentials are revoked, but recording it failed: {exc}"
+        ) from exc
 
 
 def _is_registered(database: Database, reader_id: str) -> bool:

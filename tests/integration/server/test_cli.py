@@ -175,11 +175,11 @@ def test_db_upgrade_in_process(
 
     assert capsys.readouterr().out.splitlines() == [
         f"rollcall: database at {url}",
-        "rollcall: database upgraded to revision 0002",
+        "rollcall: database upgraded to revision 0003",
     ]
     database = open_database(url)
     try:
-        assert current_revision(database) == "0002"
+        assert current_revision(database) == "0003"
     finally:
         database.dispose()
 

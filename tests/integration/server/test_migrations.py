@@ -39,6 +39,7 @@ TABLES = {
     "leave_requests",
     "points_rule_versions",
     "publications",
+    "audit_log",
 }
 
 
@@ -51,8 +52,8 @@ def test_upgrade_from_empty_reaches_head_from_any_directory(
         with pytest.raises(SchemaOutOfDate, match="rollcall db upgrade"):
             ensure_current(db)
 
-        assert upgrade(db) == "0002"
-        assert head_revision() == "0002"
+        assert upgrade(db) == "0003"
+        assert head_revision() == "0003"
 
         ensure_current(db)
         assert set(inspect(db.engine).get_table_names()) >= TABLES
@@ -74,11 +75,11 @@ def test_downgrade_to_base_and_up_again(database: Database) -> None:
     assert not TABLES & set(inspect(database.engine).get_table_names())
 
     upgrade(database)
-    assert current_revision(database) == "0002"
+    assert current_revision(database) == "0003"
 
 
 def test_upgrade_twice_is_a_no_op(database: Database) -> None:
-    assert upgrade(database) == "0002"
+    assert upgrade(database) == "0003"
 
 
 def test_ledger_is_append_only(database: Database, seeded: MinimalSeed) -> None:
