@@ -3,6 +3,11 @@
 Each function takes everything a batch needs at once (all reader ids, all card
 UIDs …) and returns plain frozen dataclasses, so the use case can decide
 outcomes in memory and nothing holds ORM objects on the hot path.
+
+The statements are built once, at import, with (expanding) bound parameters:
+building a `select()` costs more CPU than a small batch's query itself, and
+executing the very statement object SQLAlchemy compiled and cached also
+skips re-matching its result columns on every execution.
 """
 
 import logging
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from protocol import TapMode
 from server.db.models import (
@@ -138,18 +143,39 @@ class OrgHistory:
         return current_unit
 
 
+_READERS = (
+    select(Reader.reader_id, Reader.room_id, Room.name, Reader.mode)
+    .outerjoin(Room, Room.id == Reader.room_id)
+    .where(Reader.reader_id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def readers_by_id(connection: Connection, reader_ids: Iterable[str]) -> dict[str, ReaderInfo]:
     """Registered readers among `reader_ids`."""
     found: dict[str, ReaderInfo] = {}
     for part in chunks(set(reader_ids)):
-        rows = connection.execute(
-            select(Reader.reader_id, Reader.room_id, Room.name, Reader.mode)
-            .outerjoin(Room, Room.id == Reader.room_id)
-            .where(Reader.reader_id.in_(part))
-        )
+        rows = connection.execute(_READERS, {"ids": part})
         for reader_id, room_id, room_name, mode in rows:
             found[reader_id] = ReaderInfo(reader_id, room_id, room_name, TapMode(mode))
     return found
+
+
+_CARDS = (
+    select(
+        Card.id,
+        Card.tech,
+        Card.uid,
+        Card.status,
+        Card.status_changed_at,
+        Member.id,
+        Member.name,
+        Member.org_unit_id,
+        Member.active_from,
+        Member.active_to,
+    )
+    .join(Member, Member.id == Card.member_id)
+    .where(Card.uid.in_(bindparam("uids", expanding=True)))
+)
 
 
 def cards_by_key(
@@ -159,22 +185,7 @@ def cards_by_key(
     wanted = set(keys)
     best: dict[tuple[str, str], tuple[tuple[int, datetime | None, int], CardInfo]] = {}
     for part in chunks({uid for _, uid in wanted}):
-        rows = connection.execute(
-            select(
-                Card.id,
-                Card.tech,
-                Card.uid,
-                Card.status,
-                Card.status_changed_at,
-                Member.id,
-                Member.name,
-                Member.org_unit_id,
-                Member.active_from,
-                Member.active_to,
-            )
-            .join(Member, Member.id == Card.member_id)
-            .where(Card.uid.in_(part))
-        )
+        rows = connection.execute(_CARDS, {"uids": part})
         for row in rows:
             key = (row[1], row[2])
             if key not in wanted:
@@ -203,6 +214,34 @@ def _rank_key(rank: tuple[int, datetime | None, int]) -> tuple[int, float, int]:
     return (active, changed.timestamp() if changed else float("-inf"), card_id)
 
 
+_ROOM_SESSIONS = (
+    select(
+        SessionRoom.room_id,
+        AttendanceSession.id,
+        AttendanceSession.title,
+        AttendanceSession.starts_at,
+        AttendanceSession.ends_at,
+        AttendanceSession.checkin_open_minutes,
+        AttendanceSession.late_grace_minutes,
+        AttendanceSession.closes_at,
+        AttendanceSession.allow_walk_in,
+        ActivityType.code,
+        ActivityType.default_points,
+    )
+    .join(SessionRoom, SessionRoom.session_id == AttendanceSession.id)
+    .join(ActivityType, ActivityType.id == AttendanceSession.activity_type_id)
+    .where(
+        SessionRoom.room_id.in_(bindparam("rooms", expanding=True)),
+        # A window opens at most MAX_OPEN_BEFORE ahead of the start: "latest" has it added.
+        AttendanceSession.starts_at <= bindparam("latest", type_=AttendanceSession.starts_at.type),
+        func.coalesce(AttendanceSession.closes_at, AttendanceSession.ends_at)
+        > bindparam("earliest", type_=AttendanceSession.ends_at.type),
+        # A cancelled session takes no taps.
+        AttendanceSession.cancelled_at.is_(None),
+    )
+)
+
+
 def sessions_in_rooms(
     connection: Connection, room_ids: Iterable[int], earliest: datetime, latest: datetime
 ) -> RoomSessions:
@@ -211,31 +250,9 @@ def sessions_in_rooms(
     rooms = set(room_ids)
     if not rooms:
         return found
-    closes = func.coalesce(AttendanceSession.closes_at, AttendanceSession.ends_at)
     rows = connection.execute(
-        select(
-            SessionRoom.room_id,
-            AttendanceSession.id,
-            AttendanceSession.title,
-            AttendanceSession.starts_at,
-            AttendanceSession.ends_at,
-            AttendanceSession.checkin_open_minutes,
-            AttendanceSession.late_grace_minutes,
-            AttendanceSession.closes_at,
-            AttendanceSession.allow_walk_in,
-            ActivityType.code,
-            ActivityType.default_points,
-        )
-        .join(SessionRoom, SessionRoom.session_id == AttendanceSession.id)
-        .join(ActivityType, ActivityType.id == AttendanceSession.activity_type_id)
-        .where(
-            SessionRoom.room_id.in_(rooms),
-            # A window opens at most MAX_OPEN_BEFORE ahead of the start.
-            AttendanceSession.starts_at <= latest + MAX_OPEN_BEFORE,
-            closes > earliest,
-            # A cancelled session takes no taps.
-            AttendanceSession.cancelled_at.is_(None),
-        )
+        _ROOM_SESSIONS,
+        {"rooms": list(rooms), "latest": latest + MAX_OPEN_BEFORE, "earliest": earliest},
     ).all()
     audiences = audiences_of(connection, {row[1] for row in rows})
     for row in rows:
@@ -268,16 +285,17 @@ def sessions_in_rooms(
     return found
 
 
+_AUDIENCES = select(
+    SessionAudience.session_id, SessionAudience.org_unit_id, SessionAudience.member_id
+).where(SessionAudience.session_id.in_(bindparam("ids", expanding=True)))
+
+
 def audiences_of(connection: Connection, session_ids: set[int]) -> dict[int, Audience]:
     """The audience of each of these sessions that has one."""
     units: dict[int, set[int]] = defaultdict(set)
     members: dict[int, set[int]] = defaultdict(set)
     for part in chunks(session_ids):
-        rows = connection.execute(
-            select(
-                SessionAudience.session_id, SessionAudience.org_unit_id, SessionAudience.member_id
-            ).where(SessionAudience.session_id.in_(part))
-        )
+        rows = connection.execute(_AUDIENCES, {"ids": part})
         for session_id, unit_id, member_id in rows:
             if unit_id is not None:
                 units[session_id].add(unit_id)
@@ -289,27 +307,43 @@ def audiences_of(connection: Connection, session_ids: set[int]) -> dict[int, Aud
     }
 
 
+_ORG_TREE = select(OrgUnit.id, OrgUnit.parent_id)
+
+
 def org_tree(connection: Connection) -> OrgTree:
     """The whole organisation as parent links (org units number in the hundreds)."""
-    rows = connection.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
+    rows = connection.execute(_ORG_TREE).all()
     return OrgTree(dict(rows))
+
+
+_ORG_HISTORY = select(
+    MemberOrgHistory.member_id,
+    MemberOrgHistory.org_unit_id,
+    MemberOrgHistory.valid_from,
+    MemberOrgHistory.valid_to,
+).where(MemberOrgHistory.member_id.in_(bindparam("ids", expanding=True)))
 
 
 def org_history(connection: Connection, member_ids: Iterable[int]) -> OrgHistory:
     """Org-unit history of these members."""
     periods: dict[int, list[tuple[int, datetime, datetime | None]]] = defaultdict(list)
     for part in chunks(set(member_ids)):
-        rows = connection.execute(
-            select(
-                MemberOrgHistory.member_id,
-                MemberOrgHistory.org_unit_id,
-                MemberOrgHistory.valid_from,
-                MemberOrgHistory.valid_to,
-            ).where(MemberOrgHistory.member_id.in_(part))
-        )
+        rows = connection.execute(_ORG_HISTORY, {"ids": part})
         for member_id, unit_id, valid_from, valid_to in rows:
             periods[member_id].append((unit_id, valid_from, valid_to))
     return OrgHistory(dict(periods))
+
+
+_ATTENDANCE = select(
+    Attendance.member_id,
+    Attendance.session_id,
+    Attendance.status,
+    Attendance.checked_in_at,
+    Attendance.checked_out_at,
+).where(
+    Attendance.member_id.in_(bindparam("members", expanding=True)),
+    Attendance.session_id.in_(bindparam("sessions", expanding=True)),
+)
 
 
 def attendance_for(
@@ -318,22 +352,23 @@ def attendance_for(
     """Existing attendance for (member_id, session_id) pairs."""
     wanted = set(pairs)
     found: dict[tuple[int, int], AttendanceInfo] = {}
-    sessions = {session_id for _, session_id in wanted}
+    sessions = list({session_id for _, session_id in wanted})
     for part in chunks({member_id for member_id, _ in wanted}):
-        rows = connection.execute(
-            select(
-                Attendance.member_id,
-                Attendance.session_id,
-                Attendance.status,
-                Attendance.checked_in_at,
-                Attendance.checked_out_at,
-            ).where(Attendance.member_id.in_(part), Attendance.session_id.in_(sessions))
-        )
+        rows = connection.execute(_ATTENDANCE, {"members": part, "sessions": sessions})
         for row in rows:
             key = (row[0], row[1])
             if key in wanted:
                 found[key] = AttendanceInfo(*row)
     return found
+
+
+_ORIGINAL_TAPS = select(
+    TapRecord.event_id,
+    TapRecord.result,
+    TapRecord.points,
+    TapRecord.display,
+    TapRecord.detail,
+).where(TapRecord.event_id.in_(bindparam("ids", expanding=True)))
 
 
 def original_taps(
@@ -342,28 +377,21 @@ def original_taps(
     """How already-recorded taps among `event_ids` were answered."""
     found: dict[uuid.UUID, OriginalTap] = {}
     for part in chunks(set(event_ids)):
-        rows = connection.execute(
-            select(
-                TapRecord.event_id,
-                TapRecord.result,
-                TapRecord.points,
-                TapRecord.display,
-                TapRecord.detail,
-            ).where(TapRecord.event_id.in_(part))
-        )
+        rows = connection.execute(_ORIGINAL_TAPS, {"ids": part})
         for event_id, result, points, display, detail in rows:
             if event_id is not None:
                 found[event_id] = OriginalTap(result, points, display, detail)
     return found
 
 
+_BALANCE = select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+    LedgerEntry.member_id == bindparam("member_id")
+)
+
+
 def balance_of(connection: Connection, member_id: int) -> int:
     """A member's points balance: the sum of their ledger."""
-    total = connection.execute(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.member_id == member_id
-        )
-    ).scalar_one()
+    total = connection.execute(_BALANCE, {"member_id": member_id}).scalar_one()
     return int(total)
 
 

@@ -2,11 +2,13 @@
 
 import threading
 from collections import Counter
+from collections.abc import Iterable, Mapping
 
 from protocol import AckResult
 
 # Upper bounds of the batch-size histogram buckets; the last bucket is open.
 BATCH_BUCKETS = (1, 10, 50, 100, 500, 1000)
+_RESULT_NAMES = {result: f"result_{result.value}" for result in AckResult}
 
 
 class IngestCounters:
@@ -25,7 +27,19 @@ class IngestCounters:
 
     def result(self, result: AckResult) -> None:
         """Count one tap outcome."""
-        self.add(f"result_{result.value}")
+        self.add(_RESULT_NAMES[result])
+
+    def add_all(self, amounts: Mapping[str, int]) -> None:
+        """Increase several counters at once (one lock for a whole batch)."""
+        nonzero = {name: amount for name, amount in amounts.items() if amount}
+        with self._lock:
+            self._counts.update(nonzero)
+
+    def results(self, results: Iterable[AckResult]) -> None:
+        """Count the outcomes of a batch of taps."""
+        tally = Counter(_RESULT_NAMES[r] for r in results)
+        with self._lock:
+            self._counts.update(tally)
 
     def batch(self, size: int) -> None:
         """Count one recorded batch of `size` taps."""

@@ -1,10 +1,17 @@
 """The ingest worker: MQTT taps in, one transaction per batch, acks out after commit.
 
 paho's network thread only timestamps each message and puts it on a queue. A
-worker thread takes whatever is queued (up to the batch size, no waiting when
-the queue is short, so a lone tap is answered at once), records it with
+worker thread takes whatever is queued (up to the batch size), records it with
 `record_taps` in one transaction, commits, and only then publishes each ack
 and acknowledges the incoming message to the broker (manual PUBACK).
+
+A lone tap is answered at once: when the worker was idle it never waits. When
+it was busy (a message was already waiting as it finished a batch) and only a
+few are queued, it lingers up to LINGER_SECONDS for more, at most until
+LINGER_UNTIL are taken: a batch costs about as much fixed CPU as tens of taps,
+so under steady load a millisecond or two of waiting buys far fewer batches,
+while a quiet system sees no latency floor. The acks and PUBACKs of one batch
+wake paho's network thread once, not once per packet.
 
 Acknowledging the broker only after the commit means a message in flight when
 the worker dies is delivered again to its persistent session (fixed client id,
@@ -23,7 +30,8 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +64,102 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 30.0
+# Batching under load (see the module docstring); measured with bench/tapstorm.py.
+LINGER_SECONDS = 0.002
+LINGER_UNTIL = 50
+# Bytes paho reads from the broker's socket at once (it asks for a few at a time).
+READ_SIZE = 65536
+
+
+class _IngestClient(mqtt.Client):
+    """paho's client with cheaper reads and writes for a high message rate.
+
+    paho reads every packet with several small `recv` calls and goes back to
+    `select()` after each packet unless it has messages of its own in flight;
+    here a read takes up to READ_SIZE bytes at once and `loop_read` goes on
+    while any are buffered, so a burst of taps costs one `select()` and a few
+    `recv` calls. paho also writes a byte to a socket pair for every packet
+    queued from another thread, so the network thread wakes (and takes the
+    GIL) once per ack and once per PUBACK; inside `one_wakeup()` the worker
+    thread's packets are only queued, and leaving it wakes the network thread
+    once. Packets queued by any other thread are untouched.
+
+    These override private paho 2.x methods (`_sock_recv`, `_sock_close`,
+    `_packet_queue`) with their signatures and behaviour unchanged.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_buffer = b""
+        self._read_pos = 0
+        self._holder: int | None = None  # the thread inside one_wakeup()
+        self._held = False  # it queued packets without waking the network thread
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._read_pos >= len(self._read_buffer):
+            data = super()._sock_recv(READ_SIZE)
+            if len(data) <= bufsize:
+                return data  # all of it wanted (or b"" at end of stream)
+            self._read_buffer, self._read_pos = data, 0
+        start = self._read_pos
+        self._read_pos = min(start + bufsize, len(self._read_buffer))
+        return self._read_buffer[start : self._read_pos]
+
+    def _sock_close(self) -> None:
+        # What was buffered belongs to the old connection.
+        self._read_buffer, self._read_pos = b"", 0
+        super()._sock_close()
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Read packets, and go on while any bytes are buffered (select() cannot see them)."""
+        rc = super().loop_read(max_packets)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._sock is not None
+            and self._read_pos < len(self._read_buffer)
+        ):
+            rc = super().loop_read(max_packets)
+        return rc
+
+    @contextmanager
+    def one_wakeup(self) -> Iterator[None]:
+        """Queue this thread's packets in the block, then wake the network thread once."""
+        self._holder = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._holder = None
+            if self._held:
+                self._held = False
+                wake = self._sockpairW
+                if wake is not None:
+                    # A full socket pair means the network thread is awake anyway.
+                    with suppress(BlockingIOError):
+                        wake.send(b"0")
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        if self._holder is None or self._holder != threading.get_ident():
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        self._held = True
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 @dataclass(frozen=True)
@@ -179,16 +283,21 @@ class IngestWorker:
 
     # ---- paho callbacks (network thread: be quick, never raise)
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
+    def _make_client(self) -> _IngestClient:
+        client = _IngestClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.options.client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
             manual_ack=True,
         )
-        # Our own acks are QoS 1 publishes; let a whole batch of them be in flight.
-        client.max_inflight_messages = max(20, self.options.batch_size)
+        # Our own acks are QoS 1 publishes. No client-side in-flight limit: with
+        # one, paho scans every message in flight on each PUBACK it receives
+        # (O(n) per ack), and it would not bound memory anyway (over the limit
+        # paho queues them in the same table). What bounds our acks in flight
+        # is the broker's max_inflight_messages towards us: we answer only the
+        # taps it let us hold.
+        client.max_inflight_messages = 0
         client.reconnect_delay_set(1, 30)
         if self.endpoint.username is not None:
             client.username_pw_set(self.endpoint.username, self.endpoint.password)
@@ -302,24 +411,46 @@ class IngestWorker:
 
     def _run(self) -> None:
         while True:
-            try:
-                first = self._queue.get(timeout=POLL_SECONDS)
-            except queue.Empty:
+            batch = self._next_batch()
+            if batch is None:
                 if self._stopping.is_set():
                     return
                 continue
-            batch = [first]
-            while len(batch) < self.options.batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
             try:
                 self._handle(batch)
             except Exception:
                 # A bug must not end ingest; the messages stay un-acknowledged.
                 log.exception("ingest batch of %d messages failed", len(batch))
                 self.counters.add("worker_errors")
+
+    def _next_batch(self) -> list[_Inbound] | None:
+        """What is queued, up to the batch size; lingering briefly only when busy."""
+        limit = self.options.batch_size
+        try:
+            batch = [self._queue.get_nowait()]
+            busy = True
+        except queue.Empty:
+            try:
+                batch = [self._queue.get(timeout=POLL_SECONDS)]
+            except queue.Empty:
+                return None
+            busy = False
+        while len(batch) < limit:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if busy and len(batch) < min(LINGER_UNTIL, limit) and not self._stopping.is_set():
+            deadline = time.monotonic() + LINGER_SECONDS
+            while len(batch) < min(LINGER_UNTIL, limit):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=remaining))
+                except queue.Empty:
+                    break
+        return batch
 
     def _handle(self, batch: Sequence[_Inbound]) -> None:
         self.counters.add("received", len(batch))
@@ -378,8 +509,9 @@ class IngestWorker:
             # Statuses are retained and repeated by readers; losing one is harmless.
             log.warning("reader statuses not recorded: %s", exc)
             self.counters.add("status_errors")
-        for item in items:
-            self._ack_inbound(item.inbound)
+        with self._client.one_wakeup():
+            for item in items:
+                self._ack_inbound(item.inbound)
 
     def _record(self, items: list[_Work]) -> list[_Work]:
         """Record taps, answer the committed ones; return those the database could not take."""
@@ -392,12 +524,13 @@ class IngestWorker:
             log.warning("batch of %d taps failed (%s); retrying one by one", len(items), exc)
             outcomes = [self._record_one(s) for s in submissions]
         kept: list[_Work] = []
+        answered: list[tuple[_Work, Outcome]] = []
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome is None:
                 kept.append(item)
-                continue
-            self.counters.result(outcome.result)
-            self._answer(item, outcome)
+            else:
+                answered.append((item, outcome))
+        self._answer(answered)
         return kept
 
     def _record_taps(self, submissions: Sequence[Submission]) -> list[Outcome]:
@@ -422,17 +555,27 @@ class IngestWorker:
             log.exception("could not even store the rejected tap; it stays unanswered")
             return None
 
-    def _answer(self, item: _Work, outcome: Outcome) -> None:
-        ack = outcome.ack()
-        if ack is not None and item.reader_id is not None:
-            with self._acks_lock:
-                self._unconfirmed_acks += 1
-            self.counters.add("acks_published")
-            info = self._client.publish(topics.acks(item.reader_id), encode(ack), qos=topics.QOS)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                # paho keeps QoS 1 messages and sends them after reconnecting.
-                self.counters.add("acks_queued_offline")
-        self._ack_inbound(item.inbound)
+    def _answer(self, answered: Sequence[tuple[_Work, Outcome]]) -> None:
+        """Publish the acks of committed taps, then PUBACK their messages."""
+        acks = [
+            (item.reader_id, ack)
+            for item, outcome in answered
+            if item.reader_id is not None and (ack := outcome.ack()) is not None
+        ]
+        payloads = [(topics.acks(reader_id), encode(ack)) for reader_id, ack in acks]
+        with self._acks_lock:
+            self._unconfirmed_acks += len(acks)
+        offline = 0
+        with self._client.one_wakeup():
+            for topic, payload in payloads:
+                info = self._client.publish(topic, payload, qos=topics.QOS)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    # paho keeps QoS 1 messages and sends them after reconnecting.
+                    offline += 1
+            for item, _ in answered:
+                self._ack_inbound(item.inbound)
+        self.counters.results(outcome.result for _, outcome in answered)
+        self.counters.add_all({"acks_published": len(acks), "acks_queued_offline": offline})
 
     def _ack_inbound(self, inbound: _Inbound) -> None:
         # A PUBACK on a newer connection would name a packet id the broker reused.
