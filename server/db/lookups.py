@@ -73,6 +73,11 @@ class ReaderInfo:
     room_id: int | None
     room_name: str | None
     mode: TapMode
+    # Message signing: the key (hex) its taps must be signed with, and the newest
+    # (boot_id, seq) accepted from it.
+    sign_key: str | None = None
+    last_boot_id: uuid.UUID | None = None
+    last_seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,15 @@ class OrgHistory:
 
 
 _READERS = (
-    select(Reader.reader_id, Reader.room_id, Room.name, Reader.mode)
+    select(
+        Reader.reader_id,
+        Reader.room_id,
+        Room.name,
+        Reader.mode,
+        Reader.sign_key,
+        Reader.last_boot_id,
+        Reader.last_seq,
+    )
     .outerjoin(Room, Room.id == Reader.room_id)
     .where(Reader.reader_id.in_(bindparam("ids", expanding=True)))
 )
@@ -155,8 +168,10 @@ def readers_by_id(connection: Connection, reader_ids: Iterable[str]) -> dict[str
     found: dict[str, ReaderInfo] = {}
     for part in chunks(set(reader_ids)):
         rows = connection.execute(_READERS, {"ids": part})
-        for reader_id, room_id, room_name, mode in rows:
-            found[reader_id] = ReaderInfo(reader_id, room_id, room_name, TapMode(mode))
+        for reader_id, room_id, room_name, mode, sign_key, boot_id, seq in rows:
+            found[reader_id] = ReaderInfo(
+                reader_id, room_id, room_name, TapMode(mode), sign_key, boot_id, seq
+            )
     return found
 
 

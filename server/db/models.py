@@ -189,6 +189,11 @@ class Reader(Base):
     clock_synced: Mapped[bool | None] = mapped_column(Boolean)
     skew_seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Message signing (migration 0003): the HMAC key in hex (stored as given), and
+    # the newest (boot_id, seq) accepted from this reader, against replays.
+    sign_key: Mapped[str | None] = mapped_column(String(128))
+    last_boot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    last_seq: Mapped[int | None] = mapped_column(Integer)
 
 
 class ActivityType(Base):
@@ -461,11 +466,3 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64))
-
-
-# Message signing (migration 0003), added here rather than in the class body, so
-# use them through table_of(Reader).c: the reader's HMAC key in hex (stored as
-# given), and the newest (boot_id, seq) accepted from it, against replays.
-Reader.sign_key = mapped_column(String(128))
-Reader.last_boot_id = mapped_column(Uuid())
-Reader.last_seq = mapped_column(Integer)

@@ -42,7 +42,7 @@ def tap_submission(topic_reader_id: str, payload: bytes, received_at: datetime) 
             event_id=tap.event_id,
             raw=payload,
         )
-    return ReceivedTap(tap, received_at)
+    return ReceivedTap(tap, received_at, raw=payload)
 
 
 def reader_status(reader_id: str, payload: bytes, received_at: datetime) -> StatusReport:

@@ -12,6 +12,10 @@ code, decide races between workers sharing a subscription:
 - `points_ledger (attendance_id, credit_seq)` among attendance credits: the
   tap-time credit (seq 0) happens once.
 
+A reader with a signing key must sign its taps; a bad signature or a replayed
+(boot_id, seq) is stored as `rejected` and flagged (services.signatures). That
+check comes after repeats are answered, so a resend is a `duplicate`, not a replay.
+
 Outcomes come back in input order. Nothing here publishes anything: the caller
 answers only after the transaction has committed.
 """
@@ -45,6 +49,7 @@ from server.domain.display import DisplayText
 from server.domain.points import LedgerSource, RuleBook, RuleVersion, tap_time_points
 from server.errors import StorageError
 from server.services.rules import rule_book
+from server.services.signatures import Accepted, Position, check_tap
 from server.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,8 @@ class ReceivedTap:
 
     tap: Tap
     received_at: datetime
+    # The payload as it arrived, which a signature covers; None when not from the wire.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,8 @@ class _Item:
     inbox: tuple[str, str, datetime, str, str] | None = None
     # The result stored for this event id: the original one for a replay.
     recorded_result: str | None = None
+    # Where this signed tap moves its reader's (boot_id, seq) once recorded.
+    position: Position | None = None
 
     @property
     def event_id(self) -> UUID | None:
@@ -233,6 +242,8 @@ class _Batch:
     pending_credits: dict[int, int] = field(default_factory=dict)
     # The points rules, read once per batch and only if the batch has a check-in.
     book: RuleBook | None = None
+    # Each signing reader's (boot_id, seq) as this batch has advanced it, in tap order.
+    positions: dict[str, Position | None] = field(default_factory=dict)
 
     def record(self) -> list[Outcome]:
         self.items = [_Item(s) for s in self.submissions]
@@ -244,6 +255,7 @@ class _Batch:
         self._apply_checkouts()
         self._file_unknown_cards()
         self._touch_readers()
+        self._advance_positions()
         return self._outcomes()
 
     # ---- repeats
@@ -315,6 +327,23 @@ class _Batch:
                 )
                 continue
             mode = tap.mode or reader.mode
+            refusal = self._check_signature(item, received_tap, reader)
+            if refusal is not None:
+                log.warning("refused tap %s from %s: %s", tap.event_id, tap.reader_id, refusal)
+                self._finish(
+                    item,
+                    AckResult.REJECTED,
+                    display.malformed(),
+                    detail=refusal,
+                    mode=mode,
+                    flagged=True,
+                )
+                # Stored without its event id: a message the key did not vouch for must
+                # not claim the id, or a forged copy arriving first would make the
+                # genuine tap a duplicate of a rejection.
+                assert item.row is not None
+                item.row["event_id"] = None
+                continue
             ahead = tap.occurred_at - received_tap.received_at
             if ahead > self.policy.skew_tolerance:
                 self._finish(
@@ -350,6 +379,32 @@ class _Batch:
                 continue
             resolved.append(_Resolved(item, mode, card, resolution))
         return resolved
+
+    def _check_signature(
+        self, item: _Item, received_tap: ReceivedTap, reader: ReaderInfo
+    ) -> str | None:
+        """Why a signing reader's tap is refused, or None; remember its new position."""
+        if reader.sign_key is None:
+            return None
+        if reader.reader_id not in self.positions:
+            stored = (
+                Position(reader.last_boot_id, reader.last_seq)
+                if reader.last_boot_id is not None and reader.last_seq is not None
+                else None
+            )
+            self.positions[reader.reader_id] = stored
+        if received_tap.raw is None:
+            return "bad signature: the tap did not come as a signed message"
+        verdict = check_tap(
+            received_tap.raw,
+            bytes.fromhex(reader.sign_key),
+            self.positions[reader.reader_id],
+        )
+        if not isinstance(verdict, Accepted):
+            return verdict.reason
+        item.position = verdict.position
+        self.positions[reader.reader_id] = verdict.position
+        return None
 
     def _card_usable(self, item: _Item, tap: Tap, mode: TapMode, card: CardInfo | None) -> bool:
         """Settle taps of unknown, blocked or enrolment cards; True if the tap goes on."""
@@ -624,10 +679,10 @@ class _Batch:
     def _insert_taps(self) -> None:
         table = table_of(TapRecord)
         with_id = sorted(
-            (i for i in self.items if i.row is not None and i.event_id is not None),
+            (i for i in self.items if i.row is not None and i.row["event_id"] is not None),
             key=lambda i: str(i.event_id),
         )
-        without_id = [i for i in self.items if i.row is not None and i.event_id is None]
+        without_id = [i for i in self.items if i.row is not None and i.row["event_id"] is None]
         if without_id:
             self.connection.execute(insert(table), [i.row for i in without_id if i.row])
         if not with_id:
@@ -894,6 +949,33 @@ class _Batch:
                 last_seen_at=bindparam("seen", type_=seen_type), skew_seconds=bindparam("skew")
             ),
             [{"rid": rid, "seen": at, "skew": skew} for rid, (at, skew) in sorted(latest.items())],
+        )
+
+    def _advance_positions(self) -> None:
+        """Store each signing reader's newest (boot_id, seq) among the taps recorded."""
+        newest: dict[str, Position] = {}
+        for item in self.items:
+            if item.position is not None and item.tap_id is not None and item.reader_id:
+                # In tap order, and check_tap let only newer seqs of a boot through.
+                newest[item.reader_id] = item.position
+        if not newest:
+            return
+        table = table_of(Reader)
+        boot = bindparam("boot", type_=table.c.last_boot_id.type)
+        seq = bindparam("seq", type_=table.c.last_seq.type)
+        self.connection.execute(
+            update(table)
+            .where(
+                table.c.reader_id == bindparam("rid"),
+                # Another worker may have gone further in the same boot meanwhile.
+                or_(
+                    table.c.last_boot_id.is_(None),
+                    table.c.last_boot_id != boot,
+                    table.c.last_seq < seq,
+                ),
+            )
+            .values(last_boot_id=boot, last_seq=seq),
+            [{"rid": rid, "boot": p.boot_id, "seq": p.seq} for rid, p in sorted(newest.items())],
         )
 
     # ---- answers

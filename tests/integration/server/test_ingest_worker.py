@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from protocol import Ack, AckResult, ReaderState, Status, Tap, decode_as, encode, topics
+from protocol.signing import sign
 from server.db.engine import Database
 from server.db.models import Attendance, LedgerEntry, Reader, TapRecord
 from server.domain.clock import FixedClock
@@ -323,3 +324,42 @@ def test_taps_wait_for_the_database_and_are_never_answered_before_commit(
     assert worker.counters.get("db_errors") >= 1
     assert worker.counters.get("poison") == 0
     assert count(database, TapRecord) == 1
+
+
+def test_a_signing_readers_tampered_and_replayed_taps_are_refused(
+    seeded: MinimalSeed,
+    database: Database,
+    start_worker: Callable[..., IngestWorker],
+    readers: Readers,
+) -> None:
+    key = bytes.fromhex("5a" * 32)
+    with database.write_sessions.begin() as db:
+        reader = db.scalars(select(Reader).where(Reader.reader_id == seeded.reader_id)).one()
+        reader.sign_key = key.hex()
+    start_worker()
+    topic = topics.taps(seeded.reader_id)
+    tap = TapBuilder.for_seed(seeded).tap()
+    tampered = json.loads(sign(tap, key))
+    tampered["card"]["uid"] = "DEADBEEF"
+    replay = tap.model_copy(update={"event_id": uuid.uuid4()})
+
+    answers = []
+    for payload in (
+        json.dumps(tampered).encode(),
+        sign(tap, key),
+        sign(replay, key),
+        sign(tap, key),
+    ):
+        readers.send_raw(topic, payload)
+        answers.append(readers.ack()[1])
+
+    assert [(a.event_id, a.result) for a in answers] == [
+        (tap.event_id, AckResult.REJECTED),
+        (tap.event_id, AckResult.ACCEPTED),
+        (replay.event_id, AckResult.REJECTED),
+        (tap.event_id, AckResult.DUPLICATE),
+    ]
+    assert answers[0].detail == "bad signature: signature does not match"
+    assert answers[2].detail is not None
+    assert answers[2].detail.startswith("replay:")
+    assert count(database, LedgerEntry) == 1

@@ -17,9 +17,11 @@ AT = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 def test_valid_tap() -> None:
     tap = TapBuilder("room-1", "04A1B2C3", AT).tap()
 
-    submission = tap_submission("room-1", encode(tap), AT)
+    payload = encode(tap)
 
-    assert submission == ReceivedTap(tap, AT)
+    submission = tap_submission("room-1", payload, AT)
+
+    assert submission == ReceivedTap(tap, AT, raw=payload)
 
 
 def test_reader_mismatch_is_rejected_for_the_topic_reader() -> None:
