@@ -20,6 +20,8 @@ from pydantic import (
     PlainSerializer,
 )
 
+from protocol.topics import READER_ID_PATTERN
+
 _HEX = re.compile(r"(?:[0-9A-F]{2})+")
 
 
@@ -53,7 +55,7 @@ UtcDatetime = Annotated[
 ]
 HexUid = Annotated[str, Field(min_length=2, max_length=64), AfterValidator(_upper_hex)]
 HexBytes = Annotated[str, Field(min_length=2, max_length=1024), AfterValidator(_upper_hex)]
-ReaderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ReaderId = Annotated[str, Field(pattern=f"^{READER_ID_PATTERN.pattern}$")]
 ShortText = Annotated[str, Field(max_length=200)]
 
 

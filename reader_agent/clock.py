@@ -121,8 +121,8 @@ class ClockSyncProbe:
         try:
             if self._flag_file.exists():
                 return True
-        except OSError:
-            pass
+        except OSError as exc:  # unreadable flag: fall through to asking the commands
+            log.debug("cannot check %s: %s", self._flag_file, exc)
         for argv, interpret in self._commands:
             output = self._run(argv)
             if output is None:

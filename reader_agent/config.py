@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from protocol import TapMode
+from protocol.messages import ReaderId
 from reader_agent.errors import ConfigError
 from reader_agent.feedback_gpio import SYSFS_GPIO
 from reader_agent.sources.options import NfcpyOptions, PcscOptions
@@ -117,7 +118,7 @@ class ReaderSettings(BaseSettings):
         frozen=True,
     )
 
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="this reader's id")
+    id: ReaderId = Field(description="this reader's id")
     # repr=False: the URL may carry the broker password.
     mqtt_url: str = Field(default=DEFAULT_MQTT_URL, repr=False)
     tls_ca_file: Path | None = Field(default=None, description="CA bundle for mqtts")

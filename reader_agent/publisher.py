@@ -78,6 +78,9 @@ class Publisher:
         self._next_status = 0.0
         self._last_status_at: float | None = None
         self._last_status_depth: int | None = None
+        # Set on every wake-up (a tap stored, an ack arrived): only then can the
+        # outbox depth differ from the last status, so idle steps skip the query.
+        self._depth_may_differ = False
         self._clock_offset: float | None = None
 
     # Transport handlers: any thread, quick.
@@ -114,6 +117,7 @@ class Publisher:
             self._wake.wait(timeout)
         woken = self._wake.is_set()
         self._wake.clear()
+        self._depth_may_differ = self._depth_may_differ or woken
         now = self._clock.monotonic()
         self._notice_clock_step(now)
         if self._connects != self._connects_handled:
@@ -222,9 +226,12 @@ class Publisher:
         if now >= self._next_status:
             self._publish_status()
             return
+        if not self._depth_may_differ:
+            return
         depth = self._outbox.depth()
         last = self._last_status_depth
         if last is None or depth == last:
+            self._depth_may_differ = False
             return
         emptiness_changed = (depth == 0) != (last == 0)
         big_change = abs(depth - last) >= max(10, last // 10)
@@ -234,12 +241,16 @@ class Publisher:
         # To or from empty goes out at once: the server waits for empty outboxes
         # before it decides absences.
         if emptiness_changed or (big_change and spaced):
-            self._publish_status()
+            self._publish_status(depth)
+        # Otherwise the change stays pending and is looked at again next step.
 
-    def _publish_status(self) -> None:
-        depth = self._outbox.depth()
+    def _publish_status(self, depth: int | None = None) -> None:
+        """Publish the online status; `depth` when the caller has just read it."""
+        if depth is None:
+            depth = self._outbox.depth()
         self._transport.publish(self._status(ReaderState.ONLINE, depth))
         now = self._clock.monotonic()
+        self._depth_may_differ = False
         self._last_status_depth = depth
         self._last_status_at = now
         self._next_status = now + self._status_interval

@@ -67,6 +67,8 @@ class Rig:
             )
             self.outbox.append(tap, encode(tap), created_at=self.clock.now())
             taps.append(tap)
+        # As the agent does after each append: the publisher looks at the outbox when woken.
+        self.publisher.wake()
         return taps
 
     def step(self) -> None:
