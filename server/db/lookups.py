@@ -119,15 +119,13 @@ class OriginalTap:
     result: str
     points: int
     display: dict[str, Any]
-    detail: str | None
 
 
 @dataclass
 class RoomSessions:
-    """Sessions that may cover taps in some rooms, and what each is worth."""
+    """Sessions that may cover taps in some rooms."""
 
     by_room: dict[int, list[SessionCandidate]] = field(default_factory=dict)
-    points: dict[int, int] = field(default_factory=dict)
 
     def in_room(self, room_id: int) -> list[SessionCandidate]:
         """Candidate sessions for one room."""
@@ -241,7 +239,6 @@ _ROOM_SESSIONS = (
         AttendanceSession.closes_at,
         AttendanceSession.allow_walk_in,
         ActivityType.code,
-        ActivityType.default_points,
     )
     .join(SessionRoom, SessionRoom.session_id == AttendanceSession.id)
     .join(ActivityType, ActivityType.id == AttendanceSession.activity_type_id)
@@ -272,7 +269,7 @@ def sessions_in_rooms(
     audiences = audiences_of(connection, {row[1] for row in rows})
     for row in rows:
         room_id, session_id, title, starts_at, ends_at, open_min, grace_min, closes_at = row[:8]
-        allow_walk_in, activity_code, points = row[8:]
+        allow_walk_in, activity_code = row[8:]
         try:
             window = CheckinWindow.for_session(
                 starts_at,
@@ -296,7 +293,6 @@ def sessions_in_rooms(
                 audience=audiences.get(session_id, Audience()),
             )
         )
-        found.points[session_id] = points
     return found
 
 
@@ -382,7 +378,6 @@ _ORIGINAL_TAPS = select(
     TapRecord.result,
     TapRecord.points,
     TapRecord.display,
-    TapRecord.detail,
 ).where(TapRecord.event_id.in_(bindparam("ids", expanding=True)))
 
 
@@ -393,21 +388,26 @@ def original_taps(
     found: dict[uuid.UUID, OriginalTap] = {}
     for part in chunks(set(event_ids)):
         rows = connection.execute(_ORIGINAL_TAPS, {"ids": part})
-        for event_id, result, points, display, detail in rows:
+        for event_id, result, points, display in rows:
             if event_id is not None:
-                found[event_id] = OriginalTap(result, points, display, detail)
+                found[event_id] = OriginalTap(result, points, display)
     return found
 
 
-_BALANCE = select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-    LedgerEntry.member_id == bindparam("member_id")
+_BALANCES = (
+    select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
+    .where(LedgerEntry.member_id.in_(bindparam("ids", expanding=True)))
+    .group_by(LedgerEntry.member_id)
 )
 
 
-def balance_of(connection: Connection, member_id: int) -> int:
-    """A member's points balance: the sum of their ledger."""
-    total = connection.execute(_BALANCE, {"member_id": member_id}).scalar_one()
-    return int(total)
+def balances_of(connection: Connection, member_ids: Iterable[int]) -> dict[int, int]:
+    """These members' points balances (the sums of their ledgers); 0 for an empty ledger."""
+    found = dict.fromkeys(member_ids, 0)
+    for part in chunks(found):
+        for member_id, total in connection.execute(_BALANCES, {"ids": part}):
+            found[member_id] = int(total)
+    return found
 
 
 def first_checkins(

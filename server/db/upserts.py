@@ -1,6 +1,6 @@
-"""INSERT … ON CONFLICT for the backends we support, chosen by the connection's dialect."""
+"""INSERT … ON CONFLICT for the backends we support, chosen by dialect name."""
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.errors import StorageError
@@ -8,11 +8,10 @@ from server.errors import StorageError
 Insert = postgresql.Insert | sqlite.Insert
 
 
-def insert_for(connection: Connection, table: Table) -> Insert:
+def insert_for(dialect: str, table: Table) -> Insert:
     """An INSERT that supports on_conflict_do_nothing / on_conflict_do_update."""
-    name = connection.dialect.name
-    if name == "postgresql":
+    if dialect == "postgresql":
         return postgresql.insert(table)
-    if name == "sqlite":
+    if dialect == "sqlite":
         return sqlite.insert(table)
-    raise StorageError(f"no INSERT … ON CONFLICT support for the {name} dialect")
+    raise StorageError(f"no INSERT … ON CONFLICT support for the {dialect} dialect")

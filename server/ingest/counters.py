@@ -25,10 +25,6 @@ class IngestCounters:
         with self._lock:
             self._counts[name] += amount
 
-    def result(self, result: AckResult) -> None:
-        """Count one tap outcome."""
-        self.add(_RESULT_NAMES[result])
-
     def add_all(self, amounts: Mapping[str, int]) -> None:
         """Increase several counters at once (one lock for a whole batch)."""
         nonzero = {name: amount for name, amount in amounts.items() if amount}

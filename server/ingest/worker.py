@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +52,6 @@ from server.services.readers import StatusReport, record_statuses
 from server.services.taps import (
     DEFAULT_POLICY,
     Outcome,
-    ReceivedTap,
     RejectedPayload,
     Submission,
     TapPolicy,
@@ -585,18 +584,12 @@ class IngestWorker:
 
 def _as_rejected(submission: Submission, reason: str) -> RejectedPayload:
     if isinstance(submission, RejectedPayload):
-        return RejectedPayload(
-            reason=reason,
-            received_at=submission.received_at,
-            reader_id=submission.reader_id,
-            event_id=submission.event_id,
-            raw=submission.raw,
-        )
-    assert isinstance(submission, ReceivedTap)
+        return replace(submission, reason=reason)
     return RejectedPayload(
         reason=reason,
         received_at=submission.received_at,
         reader_id=submission.tap.reader_id,
         event_id=submission.tap.event_id,
-        raw=encode(submission.tap),
+        # Kept as it arrived (signature included) when it came off the wire.
+        raw=submission.raw if submission.raw is not None else encode(submission.tap),
     )

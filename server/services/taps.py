@@ -24,12 +24,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from functools import cache
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, bindparam, case, insert, or_, text, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.expression import Executable
 
 from protocol import Ack, AckResult, Display, Tap, TapMode
 from server.db import lookups
@@ -141,6 +143,119 @@ def record_tap(
     return record_taps(uow, [submission], policy)[0]
 
 
+# --------------------------------------------------------------------------- statements
+#
+# Built once and reused (the upserts once per dialect): constructing an insert()
+# or update() costs more CPU than a small batch's execution of it, and the very
+# statement object SQLAlchemy compiled and cached skips its cache-key work.
+
+_TAPS = table_of(TapRecord)
+_ATTENDANCE = table_of(Attendance)
+_LEDGER = table_of(LedgerEntry)
+_READERS = table_of(Reader)
+_UNKNOWN_CARDS = table_of(UnknownCard)
+
+# Taps without an event id cannot conflict with anything.
+_INSERT_TAPS_WITHOUT_ID = insert(_TAPS)
+
+_DOWNGRADE_TAPS = (
+    update(_TAPS)
+    .where(_TAPS.c.id == bindparam("tap_id"))
+    .values(
+        result=bindparam("new_result"),
+        points=0,
+        display=bindparam("new_display", type_=_TAPS.c.display.type),
+        detail=bindparam("new_detail"),
+    )
+)
+
+_CHECK_OUT = (
+    update(_ATTENDANCE)
+    .where(
+        _ATTENDANCE.c.member_id == bindparam("m"),
+        _ATTENDANCE.c.session_id == bindparam("s"),
+        _ATTENDANCE.c.checked_out_at.is_(None),
+    )
+    .values(
+        checked_out_at=bindparam("at", type_=_ATTENDANCE.c.checked_out_at.type),
+        checkout_tap_id=bindparam("tap"),
+    )
+)
+
+_SEEN = bindparam("seen", type_=_READERS.c.last_seen_at.type)
+_TOUCH_READERS = (
+    update(_READERS)
+    .where(
+        _READERS.c.reader_id == bindparam("rid"),
+        or_(_READERS.c.last_seen_at.is_(None), _READERS.c.last_seen_at < _SEEN),
+    )
+    .values(last_seen_at=_SEEN, skew_seconds=bindparam("skew"))
+)
+
+_BOOT = bindparam("boot", type_=_READERS.c.last_boot_id.type)
+_SEQ = bindparam("seq", type_=_READERS.c.last_seq.type)
+_ADVANCE_POSITIONS = (
+    update(_READERS)
+    .where(
+        _READERS.c.reader_id == bindparam("rid"),
+        # Another worker may have gone further in the same boot meanwhile.
+        or_(
+            _READERS.c.last_boot_id.is_(None),
+            _READERS.c.last_boot_id != _BOOT,
+            _READERS.c.last_seq < _SEQ,
+        ),
+    )
+    .values(last_boot_id=_BOOT, last_seq=_SEQ)
+)
+
+
+@dataclass(frozen=True)
+class _Upserts:
+    """The batch's INSERT … ON CONFLICT statements for one dialect."""
+
+    taps: Executable
+    attendance: Executable
+    credits: Executable
+    unknown_cards: Executable
+
+
+@cache
+def _upserts(dialect: str) -> _Upserts:
+    taps = (
+        insert_for(dialect, _TAPS)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(_TAPS.c.id, _TAPS.c.event_id)
+    )
+    attendance = (
+        insert_for(dialect, _ATTENDANCE)
+        .on_conflict_do_nothing(index_elements=["member_id", "session_id"])
+        .returning(_ATTENDANCE.c.id, _ATTENDANCE.c.member_id, _ATTENDANCE.c.session_id)
+    )
+    credits = insert_for(dialect, _LEDGER).on_conflict_do_nothing(
+        index_elements=["attendance_id", "credit_seq"],
+        index_where=text("source = 'attendance'"),
+    )
+    cards = insert_for(dialect, _UNKNOWN_CARDS)
+    new, old = cards.excluded, _UNKNOWN_CARDS.c
+    newer = new.last_seen_at > old.last_seen_at
+    unknown_cards = cards.on_conflict_do_update(
+        index_elements=["tech", "uid"],
+        set_={
+            "first_seen_at": case(
+                (new.first_seen_at < old.first_seen_at, new.first_seen_at),
+                else_=old.first_seen_at,
+            ),
+            "last_seen_at": case((newer, new.last_seen_at), else_=old.last_seen_at),
+            "last_reader_id": case((newer, new.last_reader_id), else_=old.last_reader_id),
+            "last_mode": case((newer, new.last_mode), else_=old.last_mode),
+            "tap_count": old.tap_count + new.tap_count,
+            # Seen again after enrolment: it is back in the inbox.
+            "resolved_at": None,
+        },
+    )
+    return _Upserts(taps, attendance, credits, unknown_cards)
+
+
 # --------------------------------------------------------------------------- internals
 
 
@@ -244,6 +359,10 @@ class _Batch:
     book: RuleBook | None = None
     # Each signing reader's (boot_id, seq) as this batch has advanced it, in tap order.
     positions: dict[str, Position | None] = field(default_factory=dict)
+
+    @property
+    def upserts(self) -> _Upserts:
+        return _upserts(self.connection.dialect.name)
 
     def record(self) -> list[Outcome]:
         self.items = [_Item(s) for s in self.submissions]
@@ -492,13 +611,17 @@ class _Batch:
             key: _AttendanceState(info.checked_in_at, info.checked_out_at)
             for key, info in stored.items()
         }
+        # Kiosk taps answer balances: read once for the batch, not once per tap.
+        balances = lookups.balances_of(
+            self.connection, {r.card.member_id for r in resolved if r.resolution is None}
+        )
         zone = self.policy.zone
         for r in resolved:
             received_tap = r.item.submission
             assert isinstance(received_tap, ReceivedTap)
             at = received_tap.tap.occurred_at
             if r.resolution is None:
-                self._answer_kiosk(r)
+                self._answer_kiosk(r, balances[r.card.member_id])
                 continue
             session = r.resolution.session
             name = r.card.member_name
@@ -588,9 +711,9 @@ class _Batch:
                 **common,
             )
 
-    def _answer_kiosk(self, r: _Resolved) -> None:
-        points = lookups.balance_of(self.connection, r.card.member_id)
-        points += self.pending_credits.get(r.card.member_id, 0)
+    def _answer_kiosk(self, r: _Resolved, stored_balance: int) -> None:
+        # Credits earlier in this batch are not in the ledger yet.
+        points = stored_balance + self.pending_credits.get(r.card.member_id, 0)
         self._finish(
             r.item,
             AckResult.ACCEPTED,
@@ -677,25 +800,19 @@ class _Batch:
     # different orders would otherwise deadlock on PostgreSQL's unique indexes.
 
     def _insert_taps(self) -> None:
-        table = table_of(TapRecord)
         with_id = sorted(
             (i for i in self.items if i.row is not None and i.row["event_id"] is not None),
             key=lambda i: str(i.event_id),
         )
         without_id = [i for i in self.items if i.row is not None and i.row["event_id"] is None]
         if without_id:
-            self.connection.execute(insert(table), [i.row for i in without_id if i.row])
+            self.connection.execute(_INSERT_TAPS_WITHOUT_ID, [i.row for i in without_id if i.row])
         if not with_id:
             return
-        statement = (
-            insert_for(self.connection, table)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(table.c.id, table.c.event_id)
-        )
         inserted = {
             event_id: tap_id
             for tap_id, event_id in self.connection.execute(
-                statement, [i.row for i in with_id if i.row]
+                self.upserts.taps, [i.row for i in with_id if i.row]
             )
         }
         lost = [i for i in with_id if i.event_id not in inserted]
@@ -730,12 +847,6 @@ class _Batch:
         )
         if not planned:
             return
-        table = table_of(Attendance)
-        statement = (
-            insert_for(self.connection, table)
-            .on_conflict_do_nothing(index_elements=["member_id", "session_id"])
-            .returning(table.c.id, table.c.member_id, table.c.session_id)
-        )
         rows = []
         for item in planned:
             c = item.check_in
@@ -754,7 +865,9 @@ class _Batch:
             )
         created = {
             (member_id, session_id): attendance_id
-            for attendance_id, member_id, session_id in self.connection.execute(statement, rows)
+            for attendance_id, member_id, session_id in self.connection.execute(
+                self.upserts.attendance, rows
+            )
         }
         losers = [
             i
@@ -786,14 +899,7 @@ class _Batch:
             )
         if credits:
             credits.sort(key=lambda row: int(row["attendance_id"]))
-            ledger = table_of(LedgerEntry)
-            self.connection.execute(
-                insert_for(self.connection, ledger).on_conflict_do_nothing(
-                    index_elements=["attendance_id", "credit_seq"],
-                    index_where=text("source = 'attendance'"),
-                ),
-                credits,
-            )
+            self.connection.execute(self.upserts.credits, credits)
 
     def _downgrade_lost_check_ins(self, losers: list[_Item]) -> None:
         """Another worker created these attendances first: our taps become duplicates."""
@@ -831,18 +937,7 @@ class _Batch:
                     "new_detail": "already checked in",
                 }
             )
-        table = table_of(TapRecord)
-        self.connection.execute(
-            update(table)
-            .where(table.c.id == bindparam("tap_id"))
-            .values(
-                result=bindparam("new_result"),
-                points=0,
-                display=bindparam("new_display", type_=table.c.display.type),
-                detail=bindparam("new_detail"),
-            ),
-            updates,
-        )
+        self.connection.execute(_DOWNGRADE_TAPS, updates)
 
     def _apply_checkouts(self) -> None:
         rows = sorted(
@@ -853,22 +948,8 @@ class _Batch:
             ),
             key=lambda row: (row["m"], row["s"]),
         )
-        if not rows:
-            return
-        table = table_of(Attendance)
-        self.connection.execute(
-            update(table)
-            .where(
-                table.c.member_id == bindparam("m"),
-                table.c.session_id == bindparam("s"),
-                table.c.checked_out_at.is_(None),
-            )
-            .values(
-                checked_out_at=bindparam("at", type_=table.c.checked_out_at.type),
-                checkout_tap_id=bindparam("tap"),
-            ),
-            rows,
-        )
+        if rows:
+            self.connection.execute(_CHECK_OUT, rows)
 
     def _file_unknown_cards(self) -> None:
         sightings: dict[tuple[str, str], dict[str, Any]] = {}
@@ -893,34 +974,10 @@ class _Batch:
             entry["first_seen_at"] = min(entry["first_seen_at"], at)
             if at >= entry["last_seen_at"]:
                 entry.update(last_seen_at=at, last_reader_id=reader_id, last_mode=mode)
-        if not sightings:
-            return
-        table = table_of(UnknownCard)
-        statement = insert_for(self.connection, table)
-        newer = statement.excluded.last_seen_at > table.c.last_seen_at
-        statement = statement.on_conflict_do_update(
-            index_elements=["tech", "uid"],
-            set_={
-                "first_seen_at": case(
-                    (
-                        statement.excluded.first_seen_at < table.c.first_seen_at,
-                        statement.excluded.first_seen_at,
-                    ),
-                    else_=table.c.first_seen_at,
-                ),
-                "last_seen_at": case(
-                    (newer, statement.excluded.last_seen_at), else_=table.c.last_seen_at
-                ),
-                "last_reader_id": case(
-                    (newer, statement.excluded.last_reader_id), else_=table.c.last_reader_id
-                ),
-                "last_mode": case((newer, statement.excluded.last_mode), else_=table.c.last_mode),
-                "tap_count": table.c.tap_count + statement.excluded.tap_count,
-                # Seen again after enrolment: it is back in the inbox.
-                "resolved_at": None,
-            },
-        )
-        self.connection.execute(statement, [sightings[key] for key in sorted(sightings)])
+        if sightings:
+            self.connection.execute(
+                self.upserts.unknown_cards, [sightings[key] for key in sorted(sightings)]
+            )
 
     def _touch_readers(self) -> None:
         latest: dict[str, tuple[datetime, float]] = {}
@@ -932,24 +989,14 @@ class _Batch:
             seen = latest.get(s.tap.reader_id)
             if seen is None or s.received_at >= seen[0]:
                 latest[s.tap.reader_id] = (s.received_at, skew)
-        if not latest:
-            return
-        table = table_of(Reader)
-        seen_type = table.c.last_seen_at.type
-        self.connection.execute(
-            update(table)
-            .where(
-                table.c.reader_id == bindparam("rid"),
-                or_(
-                    table.c.last_seen_at.is_(None),
-                    table.c.last_seen_at < bindparam("seen", type_=seen_type),
-                ),
+        if latest:
+            self.connection.execute(
+                _TOUCH_READERS,
+                [
+                    {"rid": rid, "seen": at, "skew": skew}
+                    for rid, (at, skew) in sorted(latest.items())
+                ],
             )
-            .values(
-                last_seen_at=bindparam("seen", type_=seen_type), skew_seconds=bindparam("skew")
-            ),
-            [{"rid": rid, "seen": at, "skew": skew} for rid, (at, skew) in sorted(latest.items())],
-        )
 
     def _advance_positions(self) -> None:
         """Store each signing reader's newest (boot_id, seq) among the taps recorded."""
@@ -958,25 +1005,14 @@ class _Batch:
             if item.position is not None and item.tap_id is not None and item.reader_id:
                 # In tap order, and check_tap let only newer seqs of a boot through.
                 newest[item.reader_id] = item.position
-        if not newest:
-            return
-        table = table_of(Reader)
-        boot = bindparam("boot", type_=table.c.last_boot_id.type)
-        seq = bindparam("seq", type_=table.c.last_seq.type)
-        self.connection.execute(
-            update(table)
-            .where(
-                table.c.reader_id == bindparam("rid"),
-                # Another worker may have gone further in the same boot meanwhile.
-                or_(
-                    table.c.last_boot_id.is_(None),
-                    table.c.last_boot_id != boot,
-                    table.c.last_seq < seq,
-                ),
+        if newest:
+            self.connection.execute(
+                _ADVANCE_POSITIONS,
+                [
+                    {"rid": rid, "boot": p.boot_id, "seq": p.seq}
+                    for rid, p in sorted(newest.items())
+                ],
             )
-            .values(last_boot_id=boot, last_seq=seq),
-            [{"rid": rid, "boot": p.boot_id, "seq": p.seq} for rid, p in sorted(newest.items())],
-        )
 
     # ---- answers
 

@@ -41,7 +41,3 @@ class UnitOfWork:
     def commit(self) -> None:
         """Commit everything done in this unit of work."""
         self.session.commit()
-
-    def rollback(self) -> None:
-        """Abandon everything done since the last commit."""
-        self.session.rollback()
