@@ -1,16 +1,18 @@
 # Rollcall — `make demo` runs everything on embedded defaults; `make test` runs every test.
+# pytest's exit code 5 (no tests collected) fails `make test` like any other non-zero code.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 
-.PHONY: demo test lint typecheck unit integration bench clean system-deps-demo system-deps-test
+.PHONY: demo test lint typecheck unit clean system-deps-demo system-deps-test
 
 demo: system-deps-demo $(VENV)/.demo-installed
 	$(BIN)/rollcall demo $(DEMO_ARGS)
 
 test: system-deps-test $(VENV)/.test-installed lint typecheck
-	ROLLCALL_TEST_PG_ADMIN_URL=$$(sh scripts/ensure-postgres.sh) $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	pg_url=$$(sh scripts/ensure-postgres.sh) && \
+	ROLLCALL_TEST_PG_ADMIN_URL=$$pg_url $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .

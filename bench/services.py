@@ -1,111 +1,45 @@
 """The services a benchmark run owns: Mosquitto, a fresh database, the ingest process."""
 
 import os
-import random
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
 from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import sessionmaker
 
-from protocol import CardTech, TapMode
-from server.db.models import (
-    ActivityType,
-    Attendance,
-    AttendanceSession,
-    Card,
-    LedgerEntry,
-    Member,
-    MemberOrgHistory,
-    OrgUnit,
-    Reader,
-    Room,
-    SessionRoom,
-    TapRecord,
-)
-from server.domain.cards import CardStatus
+from server.db.models import Attendance, LedgerEntry, TapRecord
+from tests.support.mosquitto import Mosquitto
+from tests.support.postgres import fresh_database
+from tests.support.roster import Roster, seed_roster
 
 BIN = Path(sys.executable).parent
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PG_ADMIN_URL = os.environ.get(
     "ROLLCALL_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 POINTS = 1
 
-# Persistence off: the broker's own disk writes are not what this measures, and
-# with autosave it only snapshots periodically anyway. The other settings are the
-# DESIGN's Reliability ones: no silent QoS 1 drops, inflight above the batch size,
-# NODELAY against Nagle.
-MOSQUITTO_CONFIG = """\
-user root
-listener {port} 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages 0
-max_inflight_messages 1000
-set_tcp_nodelay true
-log_dest file {dir}/mosquitto.log
-log_type error
-log_type warning
-"""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port below the ephemeral range (32768+) that nobody listens on."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free TCP port between 20000 and 32000")
-
-
-def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
-    """Block until host:port accepts connections."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
-
 
 @contextmanager
-def mosquitto(workdir: Path) -> Iterator[tuple[str, int, psutil.Process]]:
-    """Run a private Mosquitto; yield host, port and its process."""
-    port = free_port()
-    config = workdir / "mosquitto.conf"
-    config.write_text(MOSQUITTO_CONFIG.format(port=port, dir=workdir))
-    proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def mosquitto(workdir: Path) -> Iterator[tuple[Mosquitto, psutil.Process]]:
+    """Run a private Mosquitto; yield it and its process.
+
+    Persistence off: the broker's own disk writes are not what this measures, and
+    with autosave it only snapshots periodically anyway.
+    """
+    broker = Mosquitto(workdir, persistence=False)
+    broker.start()
     try:
-        wait_for_port("127.0.0.1", port)
-        yield "127.0.0.1", port, psutil.Process(proc.pid)
+        yield broker, psutil.Process(broker.pid)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        broker.stop()
 
 
 @contextmanager
@@ -114,17 +48,10 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{workdir / 'rollcall.sqlite3'}"
         return
-    import psycopg
-
-    name = f"rollcall_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(
+        PG_ADMIN_URL, prefix="rollcall_bench", variable="ROLLCALL_BENCH_PG_ADMIN_URL"
+    ) as url:
+        yield url
 
 
 def upgrade(database_url: str, workdir: Path) -> None:
@@ -145,78 +72,17 @@ def upgrade(database_url: str, workdir: Path) -> None:
         raise RuntimeError(f"rollcall db upgrade failed:\n{result.stdout}\n{result.stderr}")
 
 
-@dataclass(frozen=True)
-class Fleet:
-    """What was seeded: reader ids (one room and one open session each) and card uids."""
-
-    reader_ids: tuple[str, ...]
-    uids: tuple[str, ...]
-
-
-def uid_of(index: int) -> str:
-    """The card uid of member number `index`."""
-    return f"04{index:08X}"
-
-
-def seed(database_url: str, members: int, readers: int) -> Fleet:
+def seed(database_url: str, members: int, readers: int) -> Roster:
     """Members with active cards; readers each in its own room with a session open now."""
-    engine = create_engine(database_url)
-    now = datetime.now(UTC)
-    try:
-        with sessionmaker(engine).begin() as db:
-            unit = OrgUnit(code="BENCH", name="压测支部")
-            kind = ActivityType(code="bench", name="压测大会", default_points=POINTS)
-            db.add_all([unit, kind])
-            db.flush()
-            people = [
-                Member(
-                    employee_no=f"B{i:06d}",
-                    name=f"压测{i:05d}",
-                    org_unit_id=unit.id,
-                    category="正式党员",
-                )
-                for i in range(members)
-            ]
-            db.add_all(people)
-            db.flush()
-            uids = tuple(uid_of(i) for i in range(members))
-            for person, uid in zip(people, uids, strict=True):
-                db.add(
-                    MemberOrgHistory(
-                        member_id=person.id,
-                        org_unit_id=unit.id,
-                        valid_from=now - timedelta(days=30),
-                    )
-                )
-                db.add(
-                    Card(
-                        tech=CardTech.ISO14443A.value,
-                        uid=uid,
-                        member_id=person.id,
-                        status=CardStatus.ACTIVE.value,
-                    )
-                )
-            reader_ids = tuple(f"bench-{r:03d}" for r in range(readers))
-            for r, reader_id in enumerate(reader_ids):
-                room = Room(code=f"R{r:03d}", name=f"压测会议室{r}")
-                db.add(room)
-                db.flush()
-                db.add(Reader(reader_id=reader_id, room_id=room.id, mode=TapMode.CHECKIN.value))
-                meeting = AttendanceSession(
-                    title=f"压测大会{r}",
-                    activity_type_id=kind.id,
-                    starts_at=now - timedelta(minutes=1),
-                    ends_at=now + timedelta(hours=3),
-                    checkin_open_minutes=30,
-                    late_grace_minutes=240,
-                    allow_walk_in=True,
-                )
-                db.add(meeting)
-                db.flush()
-                db.add(SessionRoom(session_id=meeting.id, room_id=room.id))
-        return Fleet(reader_ids, uids)
-    finally:
-        engine.dispose()
+    return seed_roster(
+        database_url,
+        members=members,
+        reader_ids=[f"bench-{r:03d}" for r in range(readers)],
+        points=POINTS,
+        # Late check-ins still credit: every tap of a run must count, however long it runs.
+        late_grace_minutes=240,
+        duration=timedelta(hours=3),
+    )
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ import psutil
 
 from bench import services
 from bench.load import PhaseResult, Readers, expected_accepted, passthrough, plan_taps
+from tests.support.mosquitto import MOSQUITTO
+from tests.support.roster import Roster
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class Rig:
     """Everything a phase runs against."""
 
     readers: Readers
-    fleet: services.Fleet
+    fleet: Roster
     ledger: Ledger
     ingest: services.Ingest
     broker: psutil.Process
@@ -248,7 +250,7 @@ def machine_info(database_url: str, kind: str) -> dict[str, Any]:
         ).stdout.strip()
 
     mosquitto = subprocess.run(
-        [services.MOSQUITTO, "-h"], capture_output=True, text=True, check=False
+        [MOSQUITTO, "-h"], capture_output=True, text=True, check=False
     ).stdout.splitlines()
     info: dict[str, Any] = {
         "cpu_model": cpu_model,
@@ -310,13 +312,14 @@ def run(
     report: dict[str, Any] = {
         "db": kind,
         "profile": profile.__dict__,
-        "broker_config": services.MOSQUITTO_CONFIG.splitlines(),
         "phases": [],
     }
     with (
-        services.mosquitto(workdir) as (host, port, broker),
+        services.mosquitto(workdir) as (mosquitto, broker),
         services.database(kind, workdir) as database_url,
     ):
+        host, port = mosquitto.host, mosquitto.port
+        report["broker_config"] = mosquitto.config_path.read_text().splitlines()
         report["machine"] = machine_info(database_url, kind)
         t = time.monotonic()
         services.upgrade(database_url, workdir)

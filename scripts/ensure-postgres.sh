@@ -4,8 +4,10 @@
 # starts a private throw-away cluster (trust auth, loopback only) under $ROLLCALL_PG_DIR.
 set -eu
 
+# -w: never prompt. Debian's own cluster asks for a password on 127.0.0.1, and a
+# prompt on the terminal would hang `make test` instead of falling back.
 probe() {
-    psql "$1" -Atqc "select 1" >/dev/null 2>&1
+    PGCONNECT_TIMEOUT=5 psql -w "$1" -Atqc "select 1" >/dev/null 2>&1
 }
 
 system_url="postgresql://postgres@127.0.0.1:5432/postgres"

@@ -1,12 +1,24 @@
 """Fixtures shared by every test: real Mosquitto and PostgreSQL."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.support import ServiceUnavailable
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import fresh_database
+
+
+@contextmanager
+def _required() -> Iterator[None]:
+    """Fail the test, without a traceback, with the message of a service that is missing."""
+    try:
+        yield
+    except ServiceUnavailable as exc:
+        # `from None`: the message says it all; the chained traceback would repeat it.
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
 
 @pytest.fixture
@@ -14,8 +26,9 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A running Mosquitto of this test's own, on a free port."""
     broker_dir = tmp_path / "mosquitto"
     broker_dir.mkdir()
-    broker = Mosquitto(broker_dir)
-    broker.start()
+    with _required():
+        broker = Mosquitto(broker_dir)
+        broker.start()
     try:
         yield broker
     finally:
@@ -25,7 +38,7 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """The SQLAlchemy URL of a fresh, empty PostgreSQL database."""
-    with fresh_database() as url:
+    with _required(), fresh_database() as url:
         yield url
 
 
@@ -35,5 +48,5 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'rollcall.sqlite3'}"
     else:
-        with fresh_database() as url:
+        with _required(), fresh_database() as url:
             yield url

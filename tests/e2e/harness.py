@@ -7,44 +7,18 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import sessionmaker
 
-from protocol import CardTech, TapMode
-from server.db.models import (
-    ActivityType,
-    Attendance,
-    AttendanceSession,
-    Card,
-    LedgerEntry,
-    Member,
-    MemberOrgHistory,
-    OrgUnit,
-    Reader,
-    Room,
-    SessionRoom,
-    TapRecord,
-    UnknownCard,
-)
-from server.domain.cards import CardStatus
+from server.db.models import Attendance, LedgerEntry, TapRecord, UnknownCard
 from tests.support.ports import free_port
 from tests.support.processes import Process
+from tests.support.roster import Roster, seed_roster
 
 BIN = Path(sys.executable).parent
 POINTS = 3
 READER_ID = "hall-e2e"
-
-
-@dataclass(frozen=True)
-class Roster:
-    """What the seeded database holds: whose cards, which session."""
-
-    session_id: int
-    uids: tuple[str, ...]  # uids[i] belongs to employee_nos[i]
-    employee_nos: tuple[str, ...]
 
 
 def upgrade(database_url: str, tmp_path: Path) -> None:
@@ -54,65 +28,14 @@ def upgrade(database_url: str, tmp_path: Path) -> None:
         env={"ROLLCALL_DATABASE_URL": database_url, "ROLLCALL_DATA_DIR": str(tmp_path)},
         log_path=tmp_path / "upgrade.log",
     )
-    assert proc.wait(timeout=60) == 0
+    code = proc.wait(timeout=60)
+    assert code == 0, (tmp_path / "upgrade.log").read_text(errors="replace")
     assert proc.wait_for(r"^rollcall: database upgraded")
 
 
-def seed(database_url: str, members: int, reader_id: str = READER_ID) -> Roster:
-    """One branch, `members` members each with a card, a hall with a reader, a session now."""
-    engine = create_engine(database_url)
-    now = datetime.now(UTC)
-    try:
-        with sessionmaker(engine).begin() as db:
-            unit = OrgUnit(code="E2E", name="端到端测试支部")
-            db.add(unit)
-            db.flush()
-            people = [
-                Member(
-                    employee_no=f"T{10000 + i}",
-                    name=f"测试{i:03d}",
-                    org_unit_id=unit.id,
-                    category="正式党员",
-                )
-                for i in range(members)
-            ]
-            db.add_all(people)
-            db.flush()
-            uids = tuple(f"04{0xE2E000 + i:06X}AA" for i in range(members))
-            for person, uid in zip(people, uids, strict=True):
-                db.add(
-                    MemberOrgHistory(
-                        member_id=person.id, org_unit_id=unit.id, valid_from=now - timedelta(days=9)
-                    )
-                )
-                db.add(
-                    Card(
-                        tech=CardTech.ISO14443A.value,
-                        uid=uid,
-                        member_id=person.id,
-                        status=CardStatus.ACTIVE.value,
-                    )
-                )
-            room = Room(code="H1", name="大礼堂")
-            kind = ActivityType(code="e2e_meeting", name="支部党员大会", default_points=POINTS)
-            db.add_all([room, kind])
-            db.flush()
-            db.add(Reader(reader_id=reader_id, room_id=room.id, mode=TapMode.CHECKIN.value))
-            meeting = AttendanceSession(
-                title="端到端测试大会",
-                activity_type_id=kind.id,
-                starts_at=now - timedelta(minutes=1),
-                ends_at=now + timedelta(hours=2),
-                checkin_open_minutes=30,
-                late_grace_minutes=30,
-                allow_walk_in=True,
-            )
-            db.add(meeting)
-            db.flush()
-            db.add(SessionRoom(session_id=meeting.id, room_id=room.id))
-            return Roster(meeting.id, uids, tuple(p.employee_no for p in people))
-    finally:
-        engine.dispose()
+def seed(database_url: str, members: int) -> Roster:
+    """`members` members each with a card; READER_ID in a hall with a session open now."""
+    return seed_roster(database_url, members=members, reader_ids=(READER_ID,), points=POINTS)
 
 
 @dataclass(frozen=True)

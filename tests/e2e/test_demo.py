@@ -19,9 +19,10 @@ def test_demo_runs_readers_to_completion(tmp_path: Path) -> None:
         log_path=tmp_path / "demo.log",
     )
     try:
-        assert demo.wait(timeout=120) == 0
+        code = demo.wait(timeout=120)
     finally:
         demo.terminate()
+    assert code == 0, (tmp_path / "demo.log").read_text(errors="replace")
     assert demo.wait_for(rf"^  API docs   http://127\.0\.0\.1:{port}/docs$")
     assert demo.wait_for(r"^  mqtt       mqtt://127\.0\.0\.1:\d+ \(embedded broker\)$")
     for reader_id in ("room-101", "room-102", "room-103"):

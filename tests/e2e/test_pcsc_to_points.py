@@ -21,12 +21,14 @@ from tests.integration.pcsc.pcscd import (
 from tests.integration.pcsc.vicc import VirtualCard, contactless_responder, storage_card_atr
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import Process
+from tests.support.roster import MEMBER_NAME, SESSION_TITLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# The seeded roster's first member, whose card the virtual card is.
-ACCEPTED = rf"^\[accepted\] 签到成功 \+{harness.POINTS} — 测试000 \| 端到端测试大会$"
-DUPLICATE = r"^\[duplicate\] 重复签到 — 测试000 \| 端到端测试大会 \| 已于 \d\d:\d\d 签到$"
+# The seeded roster's first member, whose card the virtual card is, and the session.
+WHO = f"{MEMBER_NAME.format(index=0)} \\| {SESSION_TITLE}"
+ACCEPTED = rf"^\[accepted\] 签到成功 \+{harness.POINTS} — {WHO}$"
+DUPLICATE = rf"^\[duplicate\] 重复签到 — {WHO} \| 已于 \d\d:\d\d 签到$"
 WATCHING = f"watching PC/SC reader {READER_NAME!r}"
 # Generous: the first ack also waits for the agent to start and reach the broker.
 ACK_WAIT = 60.0

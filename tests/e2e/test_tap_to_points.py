@@ -7,12 +7,14 @@ is SIGKILLed or the broker restarted in the middle.
 
 import json
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from tests.e2e import harness
 from tests.support.mosquitto import Mosquitto
+from tests.support.processes import Process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -77,8 +79,16 @@ def feed_and_interrupt(
     roster = harness.seed(database_url, members=members)
     env = {"ROLLCALL_DATABASE_URL": database_url, "ROLLCALL_MQTT_URL": mosquitto.url}
     stored: dict[str, str] = {}
-    with harness.server(tmp_path, env) as (server, _, _):
-        agent = harness.reader(tmp_path, mosquitto.url, "reader-1")
+    with harness.server(tmp_path, env) as (server, _, _), ExitStack() as readers:
+
+        def start_reader(name: str) -> Process:
+            """Start an agent that is stopped when the block ends, whatever happens."""
+            agent = harness.reader(tmp_path, mosquitto.url, name)
+            readers.callback(agent.terminate)
+            readers.callback(agent.close_stdin)
+            return agent
+
+        agent = start_reader("reader-1")
         half = members // 2
         agent.write("".join(f"{uid}\n" for uid in roster.uids[: half // 2]))
         agent.wait_until(lambda: agent.count(ACK) == half // 2, timeout=30)
@@ -94,7 +104,7 @@ def feed_and_interrupt(
             stored.update(harness.queued(agent))
             assert harness.outbox_depth(tmp_path) > 0, "the kill should leave taps unacked"
             seen = set(stored.values())
-            agent = harness.reader(tmp_path, mosquitto.url, "reader-2")
+            agent = start_reader("reader-2")
             # The person at the reader taps again whatever the killed agent never took.
             rest = [uid for uid in roster.uids if uid not in seen]
         else:
@@ -102,17 +112,13 @@ def feed_and_interrupt(
             mosquitto.restart(kill=True)  # the broker loses whatever it held in memory
             agent.wait_until(lambda: len(harness.queued(agent)) == half, timeout=30)
             rest = list(roster.uids[half:])
-        try:
-            agent.write("".join(f"{uid}\n" for uid in rest))
-            agent.wait_until(
-                lambda: harness.totals(database_url, roster.session_id).attendance == members,
-                timeout=90,
-            )
-            agent.wait_until(lambda: harness.outbox_depth(tmp_path) == 0, timeout=60)
-            stored.update(harness.queued(agent))
-        finally:
-            agent.close_stdin()
-            agent.terminate()
+        agent.write("".join(f"{uid}\n" for uid in rest))
+        agent.wait_until(
+            lambda: harness.totals(database_url, roster.session_id).attendance == members,
+            timeout=90,
+        )
+        agent.wait_until(lambda: harness.outbox_depth(tmp_path) == 0, timeout=60)
+        stored.update(harness.queued(agent))
 
     got = harness.totals(database_url, roster.session_id)
     assert got.attendance == got.attendance_members == members

@@ -1,4 +1,4 @@
-"""Fresh PostgreSQL databases for tests, on the server at 127.0.0.1:5432 by default."""
+"""Fresh PostgreSQL databases for tests and benchmarks, on 127.0.0.1:5432 by default."""
 
 import os
 import uuid
@@ -6,34 +6,42 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-import pytest
+
+from tests.support import ServiceUnavailable
 
 ADMIN_URL = os.environ.get(
     "ROLLCALL_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 
 
-def _connect_admin() -> psycopg.Connection[tuple[object, ...]]:
+def _connect_admin(admin_url: str, variable: str) -> psycopg.Connection[tuple[object, ...]]:
     try:
-        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+        return psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {ADMIN_URL}: {exc}\n"
+        raise ServiceUnavailable(
+            f"PostgreSQL is not reachable at {admin_url!r}: {exc}\n"
             "Run `make test` (it installs and starts PostgreSQL) or set "
-            "ROLLCALL_TEST_PG_ADMIN_URL to a server where the tests may create databases.",
-            pytrace=False,
-        )
+            f"{variable} to a server where databases may be created."
+        ) from exc
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """Create an empty database, yield its SQLAlchemy URL, and drop it afterwards."""
-    name = f"rollcall_test_{uuid.uuid4().hex[:12]}"
-    with _connect_admin() as conn:
+def fresh_database(
+    admin_url: str = ADMIN_URL,
+    *,
+    prefix: str = "rollcall_test",
+    variable: str = "ROLLCALL_TEST_PG_ADMIN_URL",
+) -> Iterator[str]:
+    """Create an empty database, yield its SQLAlchemy URL, and drop it afterwards.
+
+    `variable` names the setting that chose `admin_url`, for the message when it is wrong.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with _connect_admin(admin_url, variable) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     try:
         yield f"{base}/{name}"
     finally:
-        with _connect_admin() as conn:
+        with _connect_admin(admin_url, variable) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
