@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 from server.broker import EmbeddedBroker
 from server.db.engine import Database, open_database
@@ -33,7 +33,7 @@ class Health:
     ingest_connected: bool | None
     ingest_queued: int
     ingest_counters: dict[str, int]
-    broker_kind: str
+    broker_kind: Literal["embedded", "external"]
     broker_url: str
 
     @property
@@ -88,7 +88,7 @@ class ServerRuntime:
         return self._endpoint
 
     @property
-    def broker_kind(self) -> str:
+    def broker_kind(self) -> Literal["embedded", "external"]:
         """'embedded' or 'external'."""
         return "embedded" if self.settings.uses_embedded_broker else "external"
 

@@ -106,6 +106,10 @@ class OrgTree:
             current = self.parents.get(current)
         return tuple(path)
 
+    def subtree(self, unit_id: int) -> frozenset[int]:
+        """The unit and every unit below it, at any depth."""
+        return frozenset(u for u in self.parents if unit_id in self.path_to_root(u))
+
 
 @dataclass(frozen=True)
 class Audience:

@@ -4,9 +4,10 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from server.db.models import Member, MemberOrgHistory, OrgUnit, table_of
+from server.db.models import Member, MemberOrgHistory, table_of
 from server.domain.roster import Membership, move
 from server.errors import NotFound
+from server.services.organisation import org_unit_id
 from server.services.unit_of_work import UnitOfWork
 
 
@@ -17,9 +18,8 @@ def move_member(uow: UnitOfWork, employee_no: str, org_unit_code: str, at: datet
         member_id = db.scalar(select(Member.id).where(Member.employee_no == employee_no))
         if member_id is None:
             raise NotFound("member with employee number", employee_no)
-        unit_id = db.scalar(select(OrgUnit.id).where(OrgUnit.code == org_unit_code))
-        if unit_id is None:
-            raise NotFound("org unit", org_unit_code)
+        connection = db.connection()
+        unit_id = org_unit_id(connection, org_unit_code)
         row = db.execute(
             select(
                 MemberOrgHistory.id, MemberOrgHistory.org_unit_id, MemberOrgHistory.valid_from
@@ -28,7 +28,6 @@ def move_member(uow: UnitOfWork, employee_no: str, org_unit_code: str, at: datet
         if row is None:
             raise NotFound("current membership of", employee_no)
         ended, started = move(Membership(member_id, row[1], row[2]), unit_id, at)
-        connection = db.connection()
         connection.execute(
             update(table_of(MemberOrgHistory))
             .where(MemberOrgHistory.id == row[0])

@@ -9,13 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, Select, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
+from server.db import lookups
 from server.db.models import ActivityType, Member, MemberOrgHistory, OrgUnit, Room
-from server.domain.attendance import OrgTree
-from server.domain.roster import ActiveDates
 from server.errors import Conflict, DomainError, NotFound
 from server.services.unit_of_work import UnitOfWork
 
@@ -89,7 +88,8 @@ def _text(what: str, value: str) -> str:
     return stripped
 
 
-def _unit_id(connection: Connection, code: str) -> int:
+def org_unit_id(connection: Connection, code: str) -> int:
+    """The id of the org unit with this code; NotFound if there is none."""
     unit_id = connection.scalar(select(OrgUnit.id).where(OrgUnit.code == code))
     if unit_id is None:
         raise NotFound("org unit", code)
@@ -120,7 +120,7 @@ def create_org_unit(uow: UnitOfWork, code: str, name: str, parent_code: str | No
     with uow:
         db = uow.session
         connection = db.connection()
-        parent_id = None if parent_code is None else _unit_id(connection, parent_code)
+        parent_id = None if parent_code is None else org_unit_id(connection, parent_code)
         if connection.scalar(select(OrgUnit.id).where(OrgUnit.code == code)) is not None:
             raise Conflict(f"org unit code {code} is taken")
         db.add(OrgUnit(code=code, name=name, parent_id=parent_id))
@@ -172,7 +172,7 @@ def org_tree(db: Session) -> list[OrgUnitView]:
 def org_unit(db: Session, code: str) -> OrgUnitView:
     """One org unit with its sub-units nested below it."""
     connection = db.connection()
-    unit_id = _unit_id(connection, code)
+    unit_id = org_unit_id(connection, code)
 
     def find(nodes: Sequence[OrgUnitView]) -> OrgUnitView | None:
         for node in nodes:
@@ -192,19 +192,20 @@ def org_unit(db: Session, code: str) -> OrgUnitView:
 # --------------------------------------------------------------------------- members
 
 
+def _members() -> Select[str, str, str, str, date | None, date | None]:
+    """Members as MemberView's fields, their unit by code."""
+    return select(
+        Member.employee_no,
+        Member.name,
+        OrgUnit.code,
+        Member.category,
+        Member.active_from,
+        Member.active_to,
+    ).join(OrgUnit, OrgUnit.id == Member.org_unit_id)
+
+
 def _member_view(db: Session, employee_no: str) -> MemberView:
-    row = db.execute(
-        select(
-            Member.employee_no,
-            Member.name,
-            OrgUnit.code,
-            Member.category,
-            Member.active_from,
-            Member.active_to,
-        )
-        .join(OrgUnit, OrgUnit.id == Member.org_unit_id)
-        .where(Member.employee_no == employee_no)
-    ).one_or_none()
+    row = db.execute(_members().where(Member.employee_no == employee_no)).one_or_none()
     if row is None:
         raise NotFound("member with employee number", employee_no)
     return MemberView(*row)
@@ -222,7 +223,7 @@ def create_member(uow: UnitOfWork, new: NewMember, now: datetime, zone: tzinfo) 
     with uow:
         db = uow.session
         connection = db.connection()
-        unit_id = _unit_id(connection, new.org_unit_code)
+        unit_id = org_unit_id(connection, new.org_unit_code)
         taken = connection.scalar(select(Member.id).where(Member.employee_no == employee_no))
         if taken is not None:
             raise Conflict(f"employee number {employee_no} is taken")
@@ -274,41 +275,21 @@ def search_members(
     org_unit_code: str | None = None,
     include_sub_units: bool = True,
     text: str | None = None,
-    active_on: date | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[MemberView]:
     """Members by org unit (with its sub-units unless told not to) and name or number text."""
     connection = db.connection()
-    unit = aliased(OrgUnit)
-    query = (
-        select(
-            Member.employee_no,
-            Member.name,
-            unit.code,
-            Member.category,
-            Member.active_from,
-            Member.active_to,
-        )
-        .join(unit, unit.id == Member.org_unit_id)
-        .order_by(Member.employee_no)
-    )
+    query = _members().order_by(Member.employee_no)
     if org_unit_code is not None:
-        unit_id = _unit_id(connection, org_unit_code)
-        if include_sub_units:
-            units = _units(connection)
-            tree = OrgTree({i: p for i, p, _, _ in units})
-            wanted = [i for i, _, _, _ in units if unit_id in tree.path_to_root(i)]
-        else:
-            wanted = [unit_id]
+        unit_id = org_unit_id(connection, org_unit_code)
+        wanted = lookups.org_tree(connection).subtree(unit_id) if include_sub_units else {unit_id}
         query = query.where(Member.org_unit_id.in_(wanted))
     if text:
         pattern = f"%{text.strip()}%"
         query = query.where(or_(Member.name.like(pattern), Member.employee_no.like(pattern)))
-    found = [MemberView(*row) for row in connection.execute(query)]
-    if active_on is not None:
-        found = [m for m in found if ActiveDates(m.active_from, m.active_to).covers(active_on)]
-    return found[offset : offset + limit]
+    rows = connection.execute(query.limit(limit).offset(offset))
+    return [MemberView(*row) for row in rows]
 
 
 # --------------------------------------------------------------------------- activity types, rooms

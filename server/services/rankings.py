@@ -28,6 +28,7 @@ from server.db.models import (
 from server.domain import rankings
 from server.domain.attendance import AttendanceStatus
 from server.errors import Conflict, DomainError, NotFound
+from server.services.organisation import org_unit_id
 from server.services.settlement import local_midnight, quarter_end, quarter_start
 from server.services.unit_of_work import UnitOfWork
 
@@ -63,21 +64,7 @@ class Period:
         return cls(quarter_start(first), quarter_end(first))
 
 
-def _unit(connection: Connection, code: str) -> tuple[int, str]:
-    row = connection.execute(
-        select(OrgUnit.id, OrgUnit.name).where(OrgUnit.code == code)
-    ).one_or_none()
-    if row is None:
-        raise NotFound("org unit", code)
-    return row[0], row[1]
-
-
-def _subtree(connection: Connection, unit_id: int) -> set[int]:
-    tree = lookups.org_tree(connection)
-    return {u for u in tree.parents if unit_id in tree.path_to_root(u)}
-
-
-def _members_in(connection: Connection, units: set[int]) -> dict[int, tuple[str, str, int]]:
+def _members_in(connection: Connection, units: Iterable[int]) -> dict[int, tuple[str, str, int]]:
     return {
         m: (no, name, unit)
         for m, no, name, unit in connection.execute(
@@ -120,8 +107,8 @@ def member_ranking(
     connection: Connection, unit_code: str, period: Period, zone: tzinfo
 ) -> list[RankedMember]:
     """Members of an org unit's subtree by points in the period."""
-    unit_id, _ = _unit(connection, unit_code)
-    members = _members_in(connection, _subtree(connection, unit_id))
+    unit_id = org_unit_id(connection, unit_code)
+    members = _members_in(connection, lookups.org_tree(connection).subtree(unit_id))
     points = _points(connection, members, period, zone)
     return [
         RankedMember(r.rank, members[r.member_id][0], members[r.member_id][1], r.points)
@@ -130,16 +117,15 @@ def member_ranking(
 
 
 def _roster_counts(
-    connection: Connection, units: set[int], period: Period, zone: tzinfo
-) -> tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]]:
-    """Per member: expected, attended, late; and per roster org unit: expected, attended."""
+    connection: Connection, units: Iterable[int], period: Period, zone: tzinfo
+) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    """Per member of the roster org units: sessions expected, attended and late (leave aside)."""
     start, end = local_midnight(period.start, zone), local_midnight(period.end, zone)
     expected: dict[int, int] = {}
     attended: dict[int, int] = {}
     late: dict[int, int] = {}
-    unit_of: dict[int, int] = {}
     rows = connection.execute(
-        select(SessionRosterEntry.member_id, SessionRosterEntry.org_unit_id, Attendance.status)
+        select(SessionRosterEntry.member_id, Attendance.status)
         .join(AttendanceSession, AttendanceSession.id == SessionRosterEntry.session_id)
         .outerjoin(
             Attendance,
@@ -153,8 +139,7 @@ def _roster_counts(
             AttendanceSession.cancelled_at.is_(None),
         )
     )
-    for member_id, unit_id, status in rows:
-        unit_of[member_id] = unit_id
+    for member_id, status in rows:
         if status == AttendanceStatus.EXCUSED.value:
             continue  # approved leave is not held against anyone
         expected[member_id] = expected.get(member_id, 0) + 1
@@ -162,7 +147,7 @@ def _roster_counts(
             attended[member_id] = attended.get(member_id, 0) + 1
         if status == AttendanceStatus.LATE.value:
             late[member_id] = late.get(member_id, 0) + 1
-    return expected, attended, late, unit_of
+    return expected, attended, late
 
 
 @dataclass(frozen=True)
@@ -180,11 +165,11 @@ def monthly_star(
     connection: Connection, unit_code: str, period: Period, zone: tzinfo
 ) -> tuple[Star | None, tuple[str, ...]]:
     """The star of an org unit (a branch) for a month."""
-    unit_id, _ = _unit(connection, unit_code)
-    units = _subtree(connection, unit_id)
+    unit_id = org_unit_id(connection, unit_code)
+    units = lookups.org_tree(connection).subtree(unit_id)
     members = _members_in(connection, units)
     points = _points(connection, members, period, zone)
-    expected, attended, late, _ = _roster_counts(connection, units, period, zone)
+    expected, attended, late = _roster_counts(connection, units, period, zone)
     records = [
         rankings.MonthRecord(
             m, no, points.get(m, 0), expected.get(m, 0), attended.get(m, 0), late.get(m, 0)
@@ -218,15 +203,16 @@ def benchmarks(
     prior_weight: float = 10.0,
 ) -> list[BranchFigures]:
     """Benchmarks of the org units directly under `parent_code`, each with its subtree."""
-    parent_id, _ = _unit(connection, parent_code)
+    parent_id = org_unit_id(connection, parent_code)
     children = connection.execute(
         select(OrgUnit.id, OrgUnit.code, OrgUnit.name).where(OrgUnit.parent_id == parent_id)
     ).all()
+    tree = lookups.org_tree(connection)
     records = []
     for child_id, _, _ in children:
-        units = _subtree(connection, child_id)
+        units = tree.subtree(child_id)
         members = _members_in(connection, units)
-        expected, attended, _, _ = _roster_counts(connection, units, period, zone)
+        expected, attended, _ = _roster_counts(connection, units, period, zone)
         records.append(
             rankings.BranchRecord(
                 child_id,
@@ -264,7 +250,7 @@ def publish(
         raise Conflict(f"{quarter} has not ended; it can be published from {period.end}")
     with uow:
         connection = uow.session.connection()
-        unit_id, _ = _unit(connection, unit_code)
+        unit_id = org_unit_id(connection, unit_code)
         figures = _figures(connection, unit_code, period, zone)
         try:
             connection.execute(
@@ -292,7 +278,7 @@ class Published:
 
 def publication(connection: Connection, unit_code: str, quarter: str, zone: tzinfo) -> Published:
     """A publication as frozen, with later corrections to members' points listed apart."""
-    unit_id, _ = _unit(connection, unit_code)
+    unit_id = org_unit_id(connection, unit_code)
     period = Period.quarter(quarter)
     row = connection.execute(
         select(Publication.published_at, Publication.figures).where(

@@ -6,7 +6,7 @@ late, in the activity type's category, no caps. It is the rule the readers
 answer with at tap time, so closing a session under it changes nothing.
 """
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
@@ -90,17 +90,31 @@ def base_rules(connection: Connection) -> RuleSet:
     )
 
 
+@dataclass(frozen=True)
+class StoredVersion:
+    """A rule version as stored: its name, first day and JSON body."""
+
+    version: str
+    effective_from: date
+    body: dict[str, Any]
+
+
+def stored_versions(connection: Connection) -> list[StoredVersion]:
+    """Every stored rule version by effective date (the base version is not stored)."""
+    rows = connection.execute(
+        select(
+            PointsRuleVersion.version,
+            PointsRuleVersion.effective_from,
+            PointsRuleVersion.body,
+        ).order_by(PointsRuleVersion.effective_from)
+    )
+    return [StoredVersion(*row) for row in rows]
+
+
 def rule_book(connection: Connection) -> RuleBook:
     """Every stored version, after the base version."""
     stored = [
-        rule_set_from_json(version, effective_from, body)
-        for version, effective_from, body in connection.execute(
-            select(
-                PointsRuleVersion.version,
-                PointsRuleVersion.effective_from,
-                PointsRuleVersion.body,
-            ).order_by(PointsRuleVersion.effective_from)
-        )
+        rule_set_from_json(v.version, v.effective_from, v.body) for v in stored_versions(connection)
     ]
     return RuleBook((base_rules(connection), *stored))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from protocol import AckResult, TapMode
@@ -232,6 +232,7 @@ def _frozen_roster(
             ).all()
         )
     audience = lookups.audiences_of(connection, {meeting.id}).get(meeting.id, Audience())
+    # Only the memberships in force at the start: the rest of the history is never read.
     memberships = [
         Membership(m, u, f, t)
         for m, u, f, t in connection.execute(
@@ -242,13 +243,20 @@ def _frozen_roster(
                 MemberOrgHistory.valid_to,
             ).where(
                 MemberOrgHistory.valid_from <= meeting.starts_at,
+                or_(
+                    MemberOrgHistory.valid_to.is_(None),
+                    MemberOrgHistory.valid_to > meeting.starts_at,
+                ),
             )
         )
     ]
-    active = {
-        m: ActiveDates(f, t)
-        for m, f, t in connection.execute(select(Member.id, Member.active_from, Member.active_to))
-    }
+    active: dict[int, ActiveDates] = {}
+    current: dict[int, int] = {}
+    for m, unit_id, f, t in connection.execute(
+        select(Member.id, Member.org_unit_id, Member.active_from, Member.active_to)
+    ):
+        active[m] = ActiveDates(f, t)
+        current[m] = unit_id
     roster = freeze_roster(
         audience,
         memberships,
@@ -257,21 +265,13 @@ def _frozen_roster(
         active=active,
         local_day=meeting.starts_at.astimezone(zone).date(),
     )
-    units = {m.member_id: m.org_unit_id for m in memberships if m.covers(meeting.starts_at)}
-    current = (
-        dict(
-            connection.execute(
-                select(Member.id, Member.org_unit_id).where(Member.id.in_(roster))
-            ).all()
-        )
-        if roster
-        else {}
-    )
+    # A listed member with no membership at the start counts for their unit now.
+    units = current | {m.member_id: m.org_unit_id for m in memberships}
     if roster:
         connection.execute(
             insert(table_of(SessionRosterEntry)),
             [
-                {"session_id": meeting.id, "member_id": m, "org_unit_id": units.get(m, current[m])}
+                {"session_id": meeting.id, "member_id": m, "org_unit_id": units[m]}
                 for m in sorted(roster)
             ],
         )

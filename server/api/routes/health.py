@@ -28,10 +28,7 @@ def healthz(runtime: RuntimeDep) -> HealthOut:
             queued=health.ingest_queued,
             counters=health.ingest_counters,
         ),
-        broker=BrokerHealthOut(
-            kind="embedded" if health.broker_kind == "embedded" else "external",
-            url=health.broker_url,
-        ),
+        broker=BrokerHealthOut(kind=health.broker_kind, url=health.broker_url),
     )
     if not health.ok:
         raise Unhealthy(report.model_dump(mode="json"))

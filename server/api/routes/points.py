@@ -3,7 +3,6 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
-from sqlalchemy import select
 
 from server.api.deps import RuntimeDep, SessionDep, UowDep
 from server.api.errors import WRITE
@@ -17,7 +16,6 @@ from server.api.schemas import (
     RuleVersionIn,
     RuleVersionOut,
 )
-from server.db.models import PointsRuleVersion
 from server.services import ledger, rules, settlement
 
 router = APIRouter(tags=["points"])
@@ -26,12 +24,7 @@ router = APIRouter(tags=["points"])
 @router.get("/points/rules", response_model=list[RuleVersionOut])
 def list_rule_versions(db: SessionDep) -> list[RuleVersionOut]:
     """Stored rule versions by effective date (the base fixed-points rule precedes them all)."""
-    rows = db.execute(
-        select(
-            PointsRuleVersion.version, PointsRuleVersion.effective_from, PointsRuleVersion.body
-        ).order_by(PointsRuleVersion.effective_from)
-    )
-    return [RuleVersionOut(version=v, effective_from=d, body=b) for v, d, b in rows]
+    return [RuleVersionOut.model_validate(v) for v in rules.stored_versions(db.connection())]
 
 
 @router.post(

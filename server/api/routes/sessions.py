@@ -19,6 +19,7 @@ from server.api.schemas import (
     SessionPlanIn,
     SessionsOut,
 )
+from server.domain.closing import LeaveStatus
 from server.services import leave, sessions
 from server.services.attendance import session_attendance
 
@@ -80,7 +81,7 @@ def close_session(session_id: SessionId, uow: UowDep, runtime: RuntimeDep) -> Cl
 def request_leave(session_id: SessionId, body: LeaveIn, uow: UowDep) -> LeaveOut:
     """File a leave request (请假); it excuses an absence once approved."""
     request_id = leave.request(uow, session_id, body.employee_no, body.reason)
-    return LeaveOut(id=request_id, status="pending")
+    return LeaveOut(id=request_id, status=LeaveStatus.PENDING)
 
 
 @router.post("/leave-requests/{request_id}/decision", response_model=LeaveOut, responses=WRITE)

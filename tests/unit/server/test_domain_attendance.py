@@ -173,6 +173,14 @@ def test_org_tree_survives_a_cycle() -> None:
     assert OrgTree({1: 2, 2: 1}).path_to_root(1) == (1, 2)
 
 
+def test_org_tree_subtree() -> None:
+    tree = OrgTree({1: None, 2: 1, 3: 2, 4: 1})
+
+    assert tree.subtree(2) == {2, 3}
+    assert tree.subtree(1) == {1, 2, 3, 4}
+    assert tree.subtree(3) == {3}
+
+
 @given(
     open_minutes=st.integers(0, 1440),
     grace=st.integers(0, 600),
