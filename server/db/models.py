@@ -466,3 +466,15 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- issue 4: member categories (migration 0004) ---
+
+
+# --- issue 7: card challenge-response (migration 0005) ---
+
+
+# --- issue 5: admin console (migration 0006) ---
+
+
+# --- issue 6: kiosks (migration 0007) ---

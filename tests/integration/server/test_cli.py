@@ -175,11 +175,11 @@ def test_db_upgrade_in_process(
 
     assert capsys.readouterr().out.splitlines() == [
         f"rollcall: database at {url}",
-        "rollcall: database upgraded to revision 0003",
+        "rollcall: database upgraded to revision 0007",
     ]
     database = open_database(url)
     try:
-        assert current_revision(database) == "0003"
+        assert current_revision(database) == "0007"
     finally:
         database.dispose()
 
