@@ -1,12 +1,14 @@
-"""Fixtures shared by every test: real Mosquitto and PostgreSQL."""
+"""Fixtures shared by every test: real Mosquitto, PostgreSQL and headless Chromium."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support import ServiceUnavailable
+from tests.support.browser import chromium
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import fresh_database
 
@@ -50,3 +52,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     else:
         with _required(), fresh_database() as url:
             yield url
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Debian Chromium (Playwright `Browser`) for the whole run."""
+    with _required(), chromium() as running:
+        yield running

@@ -175,11 +175,11 @@ def test_db_upgrade_in_process(
 
     assert capsys.readouterr().out.splitlines() == [
         f"rollcall: database at {url}",
-        "rollcall: database upgraded to revision 0007",
+        "rollcall: database upgraded to revision 0008",
     ]
     database = open_database(url)
     try:
-        assert current_revision(database) == "0007"
+        assert current_revision(database) == "0008"
     finally:
         database.dispose()
 
