@@ -33,7 +33,12 @@ def _upper_hex(value: str) -> str:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        # 9999-12-31T23:59:59-23:59 is valid RFC 3339 but past datetime's range in UTC:
+        # a validation error like any other bad time, not a crash at the decoder.
+        raise ValueError("time is outside the representable range once in UTC") from exc
 
 
 def _rfc3339(value: datetime) -> str:
@@ -101,7 +106,12 @@ class _Model(BaseModel):
 
 
 class CardAuth(_Model):
-    """Challenge sent to the card and the card's answer, for the strong identity tier."""
+    """Challenge sent to the card and the card's answer, for the strong identity tier.
+
+    The challenge is the tap's own `event_id` (its 16 bytes), so an answer recorded
+    for one tap is worthless for any other; the response is what the card returned
+    to INTERNAL AUTHENTICATE: AES-CMAC of the challenge under the card's own key.
+    """
 
     challenge: HexBytes
     response: HexBytes

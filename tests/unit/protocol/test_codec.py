@@ -40,6 +40,9 @@ def tap_with(**changes: object) -> bytes:
         (tap_with(occurred_at="2026-11-21T01:58:03"), "occurred_at"),
         (tap_with(occurred_at="yesterday"), "occurred_at"),
         (tap_with(mode="party"), "mode"),
+        # Valid RFC 3339, but past datetime's range once moved to UTC.
+        (tap_with(occurred_at="9999-12-31T23:59:59-23:59"), "occurred_at"),
+        (tap_with(occurred_at="0001-01-01T00:00:00+23:59"), "occurred_at"),
         (b"{" * 100_000, "exceeds"),
     ],
 )
