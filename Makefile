@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 
-.PHONY: demo test lint typecheck unit clean system-deps-demo system-deps-test
+.PHONY: demo test lint typecheck unit clean system-deps-demo system-deps-test translations screenshots
 
 demo: system-deps-demo $(VENV)/.demo-installed
 	$(BIN)/rollcall demo $(DEMO_ARGS)
@@ -24,6 +24,14 @@ typecheck: $(VENV)/.test-installed
 
 unit: $(VENV)/.test-installed
 	$(BIN)/pytest tests/unit tests/contract -q
+
+# The console's catalogs: extract messages, update zh_CN and en .po files, compile the .mo files.
+translations: $(VENV)/.test-installed
+	$(BIN)/python scripts/translations.py --check
+
+# docs/screenshots/*.png of the console's main pages, from the demo's sample data.
+screenshots: $(VENV)/.test-installed
+	$(BIN)/python scripts/screenshots.py
 
 system-deps-demo:
 	sh scripts/install-system-deps.sh demo

@@ -113,14 +113,23 @@ def totals(database_url: str) -> Totals:
 class Ingest:
     """`rollcall ingest` as its own process, logging to a file."""
 
-    def __init__(self, database_url: str, mqtt_url: str, workdir: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        mqtt_url: str,
+        workdir: Path,
+        *,
+        name: str = "ingest",
+        env: dict[str, str] | None = None,
+    ) -> None:
         env = {
             **os.environ,
             "ROLLCALL_DATABASE_URL": database_url,
             "ROLLCALL_MQTT_URL": mqtt_url,
             "ROLLCALL_DATA_DIR": str(workdir / "server-data"),
+            **(env or {}),
         }
-        self.log_path = workdir / "ingest.log"
+        self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [str(BIN / "rollcall"), "ingest"],
@@ -173,3 +182,43 @@ def peak_rss_of(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+class IngestGroup:
+    """Several `rollcall ingest` processes on one shared subscription, seen as one."""
+
+    def __init__(self, database_url: str, mqtt_url: str, workdir: Path, count: int) -> None:
+        self.members = [
+            Ingest(
+                database_url,
+                mqtt_url,
+                workdir,
+                name=f"ingest-{n}",
+                env={
+                    "ROLLCALL_INGEST_SHARED": "true",
+                    # One client id each, or the broker would keep only the newest.
+                    "ROLLCALL_INGEST_CLIENT_ID": f"rollcall-ingest-{n}",
+                },
+            )
+            for n in range(count)
+        ]
+        self.proc = self.members[0].proc
+        self.log_path = self.members[0].log_path
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until every worker has subscribed."""
+        for member in self.members:
+            member.wait_ready(timeout)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of all workers together."""
+        return sum(member.cpu_seconds() for member in self.members)
+
+    def peak_rss(self) -> int:
+        """The largest worker's peak resident set size in bytes."""
+        return max(member.peak_rss() for member in self.members)
+
+    def stop(self) -> None:
+        """Stop every worker."""
+        for member in self.members:
+            member.stop()

@@ -148,7 +148,7 @@ class Rig:
     readers: Readers
     fleet: Roster
     ledger: Ledger
-    ingest: services.Ingest
+    ingest: services.Ingest | services.IngestGroup
     broker: psutil.Process
     database_url: str
 

@@ -4,6 +4,7 @@ rollcall/v1/readers/{reader_id}/taps    reader → server   QoS 1
 rollcall/v1/readers/{reader_id}/acks    server → reader   QoS 1
 rollcall/v1/readers/{reader_id}/status  reader → all      QoS 1, retained, last will
 rollcall/v1/readers/{reader_id}/config  server → reader   QoS 1, retained
+rollcall/v1/server/events               server → server   QoS 0 (ingest → web pages; ids only)
 """
 
 import re
@@ -50,6 +51,11 @@ def status(reader_id: str) -> str:
 def config(reader_id: str) -> str:
     """Retained topic with the configuration the server pushes to a reader."""
     return topic(reader_id, "config")
+
+
+def server_events() -> str:
+    """Topic the ingest publishes what it committed on, for the web pages (kiosk, live screen)."""
+    return "rollcall/v1/server/events"
 
 
 def all_readers(channel: Channel) -> str:

@@ -11,13 +11,14 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Final
 
 from pydantic import ValidationError
 
 from protocol import Ack, CardId, Config, Tap, TapMode, encode
 from protocol.signing import sign
-from reader_agent.clock import Clock, ClockSyncProbe, SystemClock
+from reader_agent.clock import Clock, ClockSyncProbe, OffsetClock, SystemClock
 from reader_agent.config import ReaderSettings
 from reader_agent.debounce import Debouncer
 from reader_agent.errors import CardSourceError, OutboxError
@@ -64,7 +65,12 @@ class Agent:
         self._source = source
         self._feedback = feedback
         self._outbox = outbox
-        self._clock = clock or SystemClock()
+        # A configured offset stages a wrong clock: taps and status times move with it.
+        self._clock_offset = timedelta(seconds=settings.clock_offset_seconds)
+        base_clock = clock or SystemClock()
+        self._clock = (
+            OffsetClock(base_clock, self._clock_offset) if self._clock_offset else base_clock
+        )
         self._clock_sync = clock_sync or ClockSyncProbe(settings.clock_synced)
         self._on_queued = on_queued
         self._sign_key = settings.sign_key_bytes()
@@ -200,12 +206,13 @@ class Agent:
             return
         try:
             tap = Tap(
-                event_id=uuid.uuid4(),
+                event_id=presentation.event_id or uuid.uuid4(),
                 reader_id=self._settings.id,
                 boot_id=self.boot_id,
                 seq=self._seq + 1,
                 card=CardId(tech=presentation.tech, uid=presentation.uid, auth=presentation.auth),
-                occurred_at=presentation.seen_at,
+                # Sources stamp presentations with the system clock; shift to ours.
+                occurred_at=presentation.seen_at + self._clock_offset,
                 clock_synced=self._clock_sync.synced,
                 mode=self._mode,
             )

@@ -6,6 +6,7 @@ bracketed tag, so people, the demo and tests can all read it:
     [queued] 04A1B2C3 seq=1 event=6f1c…      a tap was stored in the outbox
     [card] 04A1B2C3                          the person's card was read (feedback)
     [accepted] 签到成功 +2 — 张三 | 支部党员大会  the server's answer (feedback)
+    [personalised] 04A1B2C3 key_version=2     `personalise` wrote the card's key
 """
 
 import argparse
@@ -24,6 +25,7 @@ from protocol import Tap, TapMode, decode_as
 from protocol.errors import MalformedMessage
 from reader_agent import __version__
 from reader_agent.agent import Agent, RunOutcome
+from reader_agent.cardauth import CardKeyFile, Personaliser
 from reader_agent.config import (
     ReaderSettings,
     environment_has_settings,
@@ -126,6 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     list_readers.set_defaults(handler=_list_readers)
     # ---- end of diagnostics ----
+
+    personalise = commands.add_parser(
+        "personalise", help="write a card's strong-tier key to it (pcsc source)"
+    )
+    personalise.add_argument("--config", type=Path, help="reader.toml, for [pcsc] settings")
+    personalise.add_argument(
+        "--key-file",
+        type=Path,
+        required=True,
+        help="the file `rollcall cards personalise-key --out` wrote for this card",
+    )
+    personalise.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="wait this long for the card"
+    )
+    personalise.set_defaults(handler=_personalise)
     return parser
 
 
@@ -270,3 +287,36 @@ def _list_readers(args: argparse.Namespace) -> int:
         settings = load_diagnostic_settings(args.config)
     result = _diagnostics().list_readers(settings, search_tty=args.search_tty)
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _personalise(args: argparse.Namespace) -> int:
+    settings = load_diagnostic_settings(args.config)
+    key_file = CardKeyFile.read(args.key_file)
+    personaliser = Personaliser.from_options(key_file, settings.pcsc)
+    try:
+        from reader_agent.sources.pcsc import PcscSource
+    except ImportError as exc:
+        raise ReaderAgentError(
+            f"personalising needs pyscard ({exc}): install the reader extra"
+        ) from exc
+    source = PcscSource(settings.pcsc, authenticator=personaliser)
+    stop = threading.Event()
+    timer = threading.Timer(args.timeout, stop.set)
+    print(f"[waiting] put card {key_file.uid} on the reader", flush=True)
+    timer.start()
+    try:
+        for presentation in source.presentations(stop):
+            if personaliser.written_uid is not None:
+                print(
+                    f"[personalised] {presentation.uid} key_version={key_file.key_version}",
+                    flush=True,
+                )
+                return EXIT_OK
+            print(f"[refused] {personaliser.refusal or 'the card was not written'}", flush=True)
+            return EXIT_FAILED
+    finally:
+        timer.cancel()
+        stop.set()
+        source.close()
+    print(f"[timeout] no card within {args.timeout:g} s", flush=True)
+    return EXIT_FAILED

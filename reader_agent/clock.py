@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal, Protocol
 
@@ -37,6 +37,26 @@ class SystemClock:
     def monotonic(self) -> float:
         """`time.monotonic()`."""
         return time.monotonic()
+
+
+class OffsetClock:
+    """Another clock's wall time moved by a fixed offset; its monotonic clock unchanged.
+
+    It stages a reader whose clock is wrong (tests, diagnosing skew) without
+    touching the machine's clock.
+    """
+
+    def __init__(self, base: Clock, offset: timedelta) -> None:
+        self._base = base
+        self.offset = offset
+
+    def now(self) -> datetime:
+        """The base clock's time plus the offset."""
+        return self._base.now() + self.offset
+
+    def monotonic(self) -> float:
+        """The base clock's monotonic time."""
+        return self._base.monotonic()
 
 
 def _timedatectl(output: str) -> bool | None:

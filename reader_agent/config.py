@@ -132,6 +132,12 @@ class ReaderSettings(BaseSettings):
     resend_after_seconds: float = Field(default=20.0, gt=0)
     status_interval_seconds: float = Field(default=30.0, gt=0)
     clock_synced: Literal["auto"] | bool = "auto"
+    clock_offset_seconds: float = Field(
+        default=0.0,
+        allow_inf_nan=False,
+        description="moves this agent's clock (and its taps' times) by this much; "
+        "only to stage or diagnose clock skew, 0 in production",
+    )
     max_inflight: int = Field(default=100, ge=1, le=65535)
     pcsc: PcscOptions = Field(default_factory=PcscOptions)
     nfcpy: NfcpyOptions = Field(default_factory=NfcpyOptions)

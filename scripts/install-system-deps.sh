@@ -10,7 +10,8 @@ if [ "${1:-test}" = "test" ]; then
     # libpcsclite-dev + swig: to build pyscard; chromium: browser tests.
     # libusb-1.0-0: nfcpy loads it on import, even for its udp driver.
     # docker-compose: validates deploy/docker-compose.yml (no engine runs here).
-    want="$want mosquitto postgresql pcscd libpcsclite-dev vsmartcard-vpcd swig libusb-1.0-0 chromium docker-compose"
+    # fonts-wqy-microhei: Chinese glyphs in Chromium (browser tests, docs/screenshots).
+    want="$want mosquitto postgresql pcscd libpcsclite-dev vsmartcard-vpcd swig libusb-1.0-0 chromium docker-compose fonts-wqy-microhei"
 fi
 
 missing=""

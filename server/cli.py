@@ -1,4 +1,5 @@
-"""The `rollcall` command: serve, ingest, db upgrade, demo; readers, ca, broker; audit verify.
+"""The `rollcall` command: serve, ingest, db upgrade, demo; readers, ca, broker; audit verify;
+users, tokens.
 
 On start, `serve` prints one line per endpoint to stdout (tests and the demo
 parse them), each flushed at once:
@@ -22,20 +23,26 @@ from types import FrameType
 
 import uvicorn
 
-from server import __version__
+from server import __version__, importexport_cli
 from server.api.app import create_app
 from server.audit import cli as audit_cli
+from server.cards import cli as cards_cli
 from server.db.engine import open_database
 from server.db.migrate import upgrade
 from server.demo import DemoOptions, run_demo
 from server.errors import ConfigError, RollcallError
+from server.kiosk import cli as kiosk_cli
 from server.provisioning import cli as provisioning_cli
 from server.runtime import ServerRuntime, require_external_broker
+from server.secret_policy import refuse_default_secrets, with_demo_secrets
 from server.settings import Settings, load_settings
+from server.web import cli as web_cli
 
 log = logging.getLogger("rollcall")
 
 EXIT_FAILURE = 1
+# How long `serve` lets open requests finish when asked to stop.
+SHUTDOWN_GRACE_SECONDS = 3
 EXIT_USAGE = 2
 
 
@@ -84,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     provisioning_cli.add_commands(commands, lambda sub: _config_option(sub, top=False))
     audit_cli.add_commands(commands, lambda sub: _config_option(sub, top=False))
+    web_cli.add_commands(commands, lambda sub: _config_option(sub, top=False))
+    importexport_cli.add_commands(commands, lambda sub: _config_option(sub, top=False))
+    cards_cli.add_commands(commands, lambda sub: _config_option(sub, top=False))
+    kiosk_cli.add_commands(commands, lambda sub: _config_option(sub, top=False))
     return parser
 
 
@@ -102,6 +113,7 @@ def _url_host(host: str) -> str:
 
 def serve(settings: Settings) -> int:
     """Run migrations, broker, ingest and the HTTP server until interrupted."""
+    refuse_default_secrets(settings)
     stop = _StopRequest()
     if threading.current_thread() is threading.main_thread():
         # Until uvicorn installs its own handlers (and after it restores ours), a
@@ -115,7 +127,15 @@ def serve(settings: Settings) -> int:
         with sock:
             host, port = sock.getsockname()[:2]
             app = create_app(settings, runtime=runtime)
-            config = uvicorn.Config(app, log_level="info", lifespan="on", access_log=False)
+            config = uvicorn.Config(
+                app,
+                log_level="info",
+                lifespan="on",
+                access_log=False,
+                # Kiosks and live screens hold event streams open for good: without a
+                # limit, stopping would wait for every screen to go away.
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            )
             server = uvicorn.Server(config)
             stop.server = server
             announce("http", f"http://{_url_host(host)}:{port}")
@@ -152,6 +172,7 @@ def _wait_for_signal() -> None:
 
 def ingest(settings: Settings) -> int:
     """Run the ingest worker alone against an external broker until interrupted."""
+    refuse_default_secrets(settings)
     require_external_broker(settings)
     # Several workers may start together: only `db upgrade` migrates.
     with ServerRuntime(settings, migrate=False, scheduler=False) as runtime:
@@ -173,18 +194,28 @@ def db_upgrade(settings: Settings) -> int:
     return 0
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 - one per command
     """Run the chosen subcommand."""
     if args.command == "serve":
         return serve(settings)
     if args.command == "ingest":
         return ingest(settings)
     if args.command == "demo":
-        return run_demo(settings, DemoOptions(members=args.members, once=args.once))
+        return run_demo(
+            with_demo_secrets(settings), DemoOptions(members=args.members, once=args.once)
+        )
     if args.command in provisioning_cli.COMMANDS:
         return provisioning_cli.run(args, settings)
     if args.command in audit_cli.COMMANDS:
         return audit_cli.run(args, settings)
+    if args.command in web_cli.COMMANDS:
+        return web_cli.run(args, settings)
+    if args.command in importexport_cli.COMMANDS:
+        return importexport_cli.run(args, settings)
+    if args.command in cards_cli.COMMANDS:
+        return cards_cli.run(args, settings)
+    if args.command in kiosk_cli.COMMANDS:
+        return kiosk_cli.run(args, settings)
     return db_upgrade(settings)
 
 

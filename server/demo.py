@@ -7,6 +7,7 @@ imports it), printing every acknowledgement they show.
 """
 
 import logging
+import secrets
 import socket
 import subprocess
 import sys
@@ -22,16 +23,24 @@ import uvicorn
 from sqlalchemy import func, select
 
 from server.api.app import create_app
-from server.db.models import Attendance, LedgerEntry, TapRecord
+from server.db.models import Attendance, LedgerEntry, Reader, TapRecord
 from server.errors import ConfigError
+from server.kiosk.devices import DeviceKind, DeviceRequest, create_device
 from server.runtime import ServerRuntime
 from server.sample import DemoData, seed_demo
+from server.services.auth import Role
+from server.services.unit_of_work import UnitOfWork
+from server.services.users import create_user
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Seconds between taps on one reader: slow enough to read along.
 TAP_PAUSE = 0.8
+# The demo's kiosk: a reader in `kiosk` mode beside room-101's door, paired with a page.
+KIOSK_READER = "kiosk-1"
+# Seconds between kiosk taps: long enough to read the screen before the next person.
+KIOSK_PAUSE = 6.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,38 @@ def reader_scripts(data: DemoData, debounce: float) -> dict[str, list[str]]:
             if index == 1 and n == 2 and data.unknown_uids:
                 lines += [data.unknown_uids[0], f"sleep {TAP_PAUSE}"]
         scripts[reader_id] = lines
+    # The kiosk: a few people look up their points after checking in.
+    first_cards = data.cards_by_reader[data.reader_ids[0]][:4]
+    kiosk = [f"# kiosk {KIOSK_READER}: people look up their points"]
+    for card in first_cards:
+        kiosk += [f"sleep {KIOSK_PAUSE}", f"{card.tech.value} {card.uid}"]
+    scripts[KIOSK_READER] = [*kiosk, f"sleep {TAP_PAUSE}"]
     return scripts
+
+
+def _pair_screens(runtime: ServerRuntime, data: DemoData) -> tuple[str, str]:
+    """Register the kiosk reader, pair a kiosk page and room-101's live screen; their tokens."""
+    first = data.reader_ids[0]
+    with runtime.database.write_sessions() as db, db.begin():
+        room_id = db.scalar(select(Reader.room_id).where(Reader.reader_id == first))
+        db.add(Reader(reader_id=KIOSK_READER, name="大厅自助查询机", room_id=room_id))
+    now = datetime.now(UTC)
+    uow = UnitOfWork(runtime.database.write_sessions)
+    _, kiosk_token = create_device(
+        uow,
+        DeviceRequest(kind=DeviceKind.KIOSK, label="大厅自助查询机", reader_id=KIOSK_READER),
+        actor="demo",
+        now=now,
+    )
+    _, screen_token = create_device(
+        uow,
+        DeviceRequest(
+            kind=DeviceKind.SCREEN, label="会场签到大屏", session_id=data.session_by_reader[first]
+        ),
+        actor="demo",
+        now=now,
+    )
+    return kiosk_token, screen_token
 
 
 def _free_http_socket(host: str, port: int) -> socket.socket:
@@ -140,6 +180,8 @@ def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout)
             "database_url": f"sqlite:///{demo_dir / 'rollcall.sqlite3'}",
             "mqtt_url": None,
             "embedded_broker_port": 0,
+            # The demo serves plain HTTP on this machine: its console cookie cannot be Secure.
+            "cookie_secure": False,
         }
     )
     with ServerRuntime(demo_settings) as runtime:
@@ -149,6 +191,16 @@ def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout)
             demo_settings.zone,
             members=options.members,
         )
+        # A console account for this run only; its password is made now and printed below.
+        console_password = secrets.token_urlsafe(12)
+        create_user(
+            UnitOfWork(runtime.database.write_sessions),
+            username="demo",
+            password=console_password,
+            role=Role.SUPER_ADMIN,
+            actor="demo",
+        )
+        kiosk_token, screen_token = _pair_screens(runtime, data)
         sock = _free_http_socket(demo_settings.http_host, demo_settings.http_port)
         host, port = sock.getsockname()[:2]
         base = f"http://{host}:{port}"
@@ -163,6 +215,9 @@ def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout)
             f"  mqtt       {runtime.endpoint.url} (embedded broker)\n"
             f"  http       {base}\n"
             f"  API docs   {base}/docs\n"
+            f"  console    {base}/admin/ (user demo, password {console_password})\n"
+            f"  kiosk      {base}/kiosk?token={kiosk_token} (reader {KIOSK_READER})\n"
+            f"  live       {base}/live?token={screen_token} (签到大屏, room-101)\n"
             f"  health     {base}/healthz\n"
             f"  points     {base}/api/v1/members/{first.employee_no}/points\n"
             f"  attendance {base}/api/v1/sessions/"
@@ -216,6 +271,7 @@ def _run_readers(
                 "--script", str(script),
                 "--debounce", str(options.reader_debounce),
                 "--exit-when-drained",
+                *(["--mode", "kiosk"] if reader_id == KIOSK_READER else []),
             ]  # fmt: skip
             readers.append(_ReaderProcess(args, reader_id, out))
         codes = [reader.wait() for reader in readers]

@@ -17,6 +17,9 @@ from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.errors import ConfigError, RollcallError
 from server.ingest.endpoint import MqttEndpoint
 from server.ingest.worker import IngestOptions, IngestWorker
+from server.kiosk.hub import EventHub
+from server.kiosk.relay import EventRelay
+from server.services.cardauth import card_keyring
 from server.services.scheduler import Pass, Scheduler, run_due
 from server.services.taps import TapPolicy
 from server.settings import Settings
@@ -67,6 +70,9 @@ class ServerRuntime:
         self.ingest: IngestWorker | None = None
         self._endpoint: MqttEndpoint | None = None
         self.scheduler: Scheduler | None = None
+        # Committed taps for the kiosk and live screens, from this or another process.
+        self.events = EventHub()
+        self.relay: EventRelay | None = None
 
     @property
     def clock(self) -> Clock:
@@ -116,14 +122,26 @@ class ServerRuntime:
             self._endpoint = MqttEndpoint(self.broker.host, self.broker.port)
         else:
             self._endpoint = MqttEndpoint.parse(settings.mqtt_url)
+        self.relay = EventRelay(self._endpoint, self.events)
+        self.relay.start()
         if self._run_ingest:
             options = IngestOptions(
                 client_id=settings.ingest_client_id,
                 shared=settings.ingest_shared,
                 batch_size=settings.ingest_batch_size,
-                policy=TapPolicy(zone=settings.zone, skew_tolerance=settings.skew_tolerance),
+                policy=TapPolicy(
+                    zone=settings.zone,
+                    skew_tolerance=settings.skew_tolerance,
+                    card_keys=card_keyring(settings),
+                ),
             )
-            self.ingest = IngestWorker(self._endpoint, self._database, options, clock=self._clock)
+            self.ingest = IngestWorker(
+                self._endpoint,
+                self._database,
+                options,
+                clock=self._clock,
+                on_committed=self.relay.publish,
+            )
             self.ingest.start()
             # Wait for the subscription, so nothing published after start() is missed.
             if not self.ingest.wait_ready(self._ready_timeout):
@@ -134,6 +152,12 @@ class ServerRuntime:
                     "MQTT broker %s not reachable yet; ingest keeps retrying in the background",
                     self._endpoint.url,
                 )
+        # Only a process that records taps waits for the relay: one without ingest (API
+        # only, or a broker not there yet) must not stall its start-up on a broker.
+        reachable = self.ingest is not None and self.ingest.connected
+        if reachable and not self.relay.wait_ready(self._ready_timeout):
+            # Refused by the broker's ACL (logged by the relay) or still connecting.
+            log.warning("until subscribed, screens here see only taps this process records")
         if self._run_scheduler:
             self.scheduler = Scheduler(
                 self._due_work,
@@ -156,6 +180,9 @@ class ServerRuntime:
         if self.ingest is not None:
             self.ingest.stop()
             self.ingest = None
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

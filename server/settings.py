@@ -9,11 +9,11 @@ import os
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -66,6 +66,18 @@ class Settings(BaseSettings):
         le=7 * 24 * 60,
         description="how long closing waits for readers that have not reported an empty outbox",
     )
+    # Kiosk and live screen (issue 6).
+    kiosk_name_mask: Literal["full", "mask_middle", "surname_only"] = Field(
+        default="mask_middle", description="how kiosk and live screens show names (张*明)"
+    )
+    kiosk_clear_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="how long a kiosk shows a tap before clearing"
+    )
+    kiosk_register_hint: str = Field(
+        default="请携带工作证到党建工作部登记",
+        max_length=200,
+        description="what a kiosk tells the holder of an unknown card",
+    )
     # Provisioning (`rollcall readers`, `rollcall ca`): where the broker's credentials live.
     broker_password_file: Path | None = Field(
         default=None, description="Mosquitto password file readers are added to"
@@ -77,6 +89,24 @@ class Settings(BaseSettings):
     broker_public_host: str | None = Field(
         default=None, description="the broker's host name as readers reach it"
     )
+    # The strong card tier (issue 7): never in the repository, from the environment or a file.
+    card_master_key: SecretStr | None = Field(
+        default=None, description="card master key(s): HEX or VERSION:HEX, comma separated"
+    )
+    card_master_key_file: Path | None = Field(
+        default=None, description="file holding the card master key(s), one per line"
+    )
+    card_master_key_version: int | None = Field(
+        default=None, ge=1, description="version personalised with; unset: the highest"
+    )
+    # The admin console (issue 5): sign-in cookies, session lifetimes, login throttling.
+    cookie_secure: bool = Field(
+        default=True, description="send console cookies over HTTPS only (off for plain-HTTP labs)"
+    )
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)
+    login_max_failures: int = Field(default=10, ge=1, le=1000)
+    login_window_seconds: int = Field(default=60, ge=1, le=24 * 3600)
 
     @classmethod
     def settings_customise_sources(
@@ -130,6 +160,21 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'rollcall.sqlite3').as_posix()}"
+
+    @property
+    def session_idle(self) -> timedelta:
+        """How long a console session lasts without a request."""
+        return timedelta(minutes=self.session_idle_minutes)
+
+    @property
+    def session_absolute(self) -> timedelta:
+        """How long a console session lasts at most, however busy."""
+        return timedelta(hours=self.session_absolute_hours)
+
+    @property
+    def login_window(self) -> timedelta:
+        """The window in which login_max_failures wrong passwords throttle sign-in."""
+        return timedelta(seconds=self.login_window_seconds)
 
     @property
     def uses_embedded_broker(self) -> bool:

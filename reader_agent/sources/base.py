@@ -5,6 +5,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from uuid import UUID
 
 from protocol import CardAuth, CardTech
 
@@ -19,6 +20,8 @@ class CardPresentation:
     reader_name: str = ""
     atr: str | None = None  # upper-case hex, PC/SC only
     auth: CardAuth | None = None
+    # The tap's event id when the source had to choose it: the strong tier's challenge is it.
+    event_id: UUID | None = None
     seen_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -29,8 +29,27 @@ class PcscOptions(BaseModel):
     retry_max_seconds: float = Field(
         default=5.0, gt=0, description="longest pause between attempts to reach pcscd again"
     )
+    # The strong identity tier (docs/deploying.md, "Card identity tiers").
+    challenge_response: bool = Field(
+        default=False,
+        description="challenge each card with INTERNAL AUTHENTICATE and send its answer",
+    )
+    auth_keyref: int = Field(
+        default=0, ge=0, le=255, description="P2 of INTERNAL AUTHENTICATE: the card key's number"
+    )
+    auth_apdus: list[str] = Field(
+        default_factory=list,
+        description="APDUs sent before the challenge and before personalising "
+        "(e.g. SELECT of the card application)",
+    )
+    key_write_header: str = Field(
+        default="80D800",
+        pattern=r"^[0-9A-Fa-f]{6}$",
+        description="CLA INS P1 of the command `personalise` writes the card key with; "
+        "P2 is auth_keyref",
+    )
 
-    @field_validator("apdus")
+    @field_validator("apdus", "auth_apdus")
     @classmethod
     def _apdus_are_well_formed(cls, value: list[str]) -> list[str]:
         for text in value:
@@ -40,6 +59,10 @@ class PcscOptions(BaseModel):
     def command_apdus(self) -> list[bytes]:
         """The configured APDUs as bytes, in order."""
         return [parse_apdu(text) for text in self.apdus]
+
+    def auth_setup_apdus(self) -> list[bytes]:
+        """The APDUs sent before the challenge or the key write, as bytes."""
+        return [parse_apdu(text) for text in self.auth_apdus]
 
 
 class NfcpyOptions(BaseModel):

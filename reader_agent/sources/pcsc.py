@@ -7,6 +7,10 @@ stays on the reader is one presentation; pcsc-lite's per-reader event counter
 card even when the lift and the new tap both fell between two of our waits.
 Losing pcscd (stopped, restarted) drops the PC/SC context: the source releases
 it and establishes a new one with growing pauses.
+
+With `challenge_response` on (or an Authenticator given), each card identified
+is then challenged: the source chooses the tap's event id first, since the
+strong tier's challenge is that id, and hands it on in the presentation.
 """
 
 import logging
@@ -15,10 +19,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
+from uuid import UUID, uuid4
 
 from smartcard import scard
 
 from protocol import CardAuth, CardTech
+from reader_agent.cardauth import ChallengeResponse
 from reader_agent.errors import CardReadError
 from reader_agent.sources.apdu import Response, Transmit
 from reader_agent.sources.backoff import Backoff
@@ -73,8 +79,10 @@ RECONNECT_SETTLE_SECONDS = 3.0
 class Authenticator(Protocol):
     """An extra exchange with an identified card (the strong tier's challenge-response)."""
 
-    def __call__(self, transmit: Transmit, tech: CardTech, uid: str) -> CardAuth | None:
-        """Challenge the card through `transmit`; None when this card has nothing to prove."""
+    def __call__(
+        self, transmit: Transmit, tech: CardTech, uid: str, event_id: UUID
+    ) -> CardAuth | None:
+        """Challenge the card for the tap `event_id`; None when it has nothing to prove."""
 
 
 class _ContextLost(Exception):
@@ -108,6 +116,8 @@ class PcscSource(CardSource):
     def __init__(self, options: PcscOptions, *, authenticator: Authenticator | None = None) -> None:
         self._options = options
         self._apdus = options.command_apdus()
+        if authenticator is None and options.challenge_response:
+            authenticator = ChallengeResponse.from_options(options)
         self._authenticator = authenticator
         self._timeout_ms = max(1, int(options.poll_seconds * 1000))
         self._lock = threading.Lock()
@@ -335,9 +345,10 @@ class PcscSource(CardSource):
             identity = identify_card(
                 atr, transmit, apdus=self._apdus, id_encoding=self._options.id_encoding
             )
+            event_id = uuid4() if self._authenticator is not None else None
             auth = (
-                self._authenticator(transmit, identity.tech, identity.uid)
-                if self._authenticator is not None
+                self._authenticator(transmit, identity.tech, identity.uid, event_id)
+                if self._authenticator is not None and event_id is not None
                 else None
             )
         finally:
@@ -352,6 +363,7 @@ class PcscSource(CardSource):
             reader_name=reader,
             atr=atr.hex().upper(),
             auth=auth,
+            event_id=event_id,
         )
 
     def _transmit(self, card: Any, protocol: int, apdu: bytes) -> Response:

@@ -7,10 +7,20 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from server import __version__
+from server.api.access import API_ACCESS
 from server.api.errors import install_error_handlers
-from server.api.routes import health, members, org_units, organisation, points, sessions
+from server.api.routes import (
+    cardtier,
+    health,
+    members,
+    org_units,
+    organisation,
+    points,
+    sessions,
+)
 from server.runtime import ServerRuntime
 from server.settings import Settings
+from server.web.app import install_web
 
 
 def create_app(settings: Settings, *, runtime: ServerRuntime | None = None) -> FastAPI:
@@ -42,9 +52,11 @@ def create_app(settings: Settings, *, runtime: ServerRuntime | None = None) -> F
     app.state.runtime = active
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(members.router, prefix="/api/v1")
-    app.include_router(sessions.router, prefix="/api/v1")
-    app.include_router(points.router, prefix="/api/v1")
-    app.include_router(organisation.router, prefix="/api/v1")
-    app.include_router(org_units.router, prefix="/api/v1")
+    app.include_router(members.router, prefix="/api/v1", dependencies=API_ACCESS)
+    app.include_router(sessions.router, prefix="/api/v1", dependencies=API_ACCESS)
+    app.include_router(points.router, prefix="/api/v1", dependencies=API_ACCESS)
+    app.include_router(organisation.router, prefix="/api/v1", dependencies=API_ACCESS)
+    app.include_router(org_units.router, prefix="/api/v1", dependencies=API_ACCESS)
+    app.include_router(cardtier.router, prefix="/api/v1", dependencies=API_ACCESS)
+    install_web(app, settings)
     return app

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from server.api.auth import PrincipalDep
 from server.runtime import ServerRuntime
 from server.services.unit_of_work import UnitOfWork
 
@@ -36,3 +37,11 @@ def get_uow(runtime: RuntimeDep) -> UnitOfWork:
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def get_actor(principal: PrincipalDep) -> str:
+    """Who the audit log names for a request's changes: the user or token behind it."""
+    return principal.username
+
+
+ActorDep = Annotated[str, Depends(get_actor)]

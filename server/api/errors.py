@@ -5,6 +5,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from server.api.schemas import ErrorOut, HealthOut
 from server.errors import Conflict, DomainError, NotFound, NotReady, StorageError, Unhealthy
@@ -53,6 +54,18 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid", str(exc))
 
 
+async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+    # What the request validation let through but the database refuses to store or
+    # compare (a NUL in text on PostgreSQL, a number beyond a column): bad input, not
+    # a failure, and the transaction it was in has been rolled back.
+    log.info("database refused a value serving %s: %s", request.url.path, exc)
+    return _error(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        "invalid",
+        "a value in the request cannot be stored (a NUL character, or a number out of range)",
+    )
+
+
 async def _unhealthy(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Unhealthy)
     return JSONResponse(exc.report, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
@@ -70,5 +83,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(NotReady, _not_ready)
     app.add_exception_handler(DomainError, _domain)
+    app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(Unhealthy, _unhealthy)
     app.add_exception_handler(StorageError, _storage)

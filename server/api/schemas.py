@@ -1,9 +1,35 @@
 """Response models of the HTTP API; they are what the OpenAPI schema shows."""
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from server.domain.lifecycle import SessionStatus
+
+# The largest id of an INTEGER key on PostgreSQL (BIGINT keys: the ledger, taps).
+ID_MAX: Final = 2**31 - 1
+BIG_ID_MAX: Final = 2**63 - 1
+# Points in one rule or adjustment, and in a cap: far beyond any real value, well inside INTEGER.
+POINTS_MAX: Final = 1000
+CAP_MAX: Final = 1_000_000
+RecordId = Annotated[int, Field(ge=1, le=ID_MAX)]
+# Days and moments the API accepts: wide enough for any record, narrow enough that
+# time-zone shifts and period arithmetic never leave the calendar.
+FIRST_DAY: Final = date(1970, 1, 1)
+LAST_DAY: Final = date(2199, 12, 31)
+
+
+def _in_calendar(value: date) -> date:
+    day = value.date() if isinstance(value, datetime) else value
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"must lie between {FIRST_DAY} and {LAST_DAY}")
+    return value
+
+
+Day = Annotated[date, AfterValidator(_in_calendar)]
+Moment = Annotated[AwareDatetime, AfterValidator(_in_calendar)]
+Points = Annotated[int, Field(ge=-POINTS_MAX, le=POINTS_MAX)]
 
 
 class _Out(BaseModel):
@@ -98,8 +124,28 @@ class HealthOut(_Out):
 # --------------------------------------------------------------------------- requests
 
 
+def _no_nul(value: Any) -> None:
+    """ValueError if any text in a request body holds a NUL, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text cannot contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _no_nul(item)
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        _no_nul(data)
+        return data
 
 
 class SessionPlanIn(_In):
@@ -107,8 +153,8 @@ class SessionPlanIn(_In):
 
     title: str = Field(min_length=1, max_length=200)
     activity_type_code: str = Field(min_length=1, max_length=32)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Moment
+    ends_at: Moment
     room_codes: list[str] = Field(default_factory=list, max_length=50)
     org_unit_codes: list[str] = Field(default_factory=list, max_length=200)
     employee_nos: list[str] = Field(default_factory=list, max_length=5000)
@@ -120,7 +166,7 @@ class SessionPlanIn(_In):
     recurrence_rule: str | None = Field(
         None, max_length=200, examples=["FREQ=MONTHLY;BYDAY=1FR;COUNT=12"]
     )
-    recurrence_until: AwareDatetime | None = None
+    recurrence_until: Moment | None = None
     series_title: str | None = Field(
         None, max_length=200, description="make the occurrences one series (any one fulfils it)"
     )
@@ -132,11 +178,88 @@ class SessionsOut(_Out):
     session_ids: list[int]
 
 
+class SessionUpdateIn(_In):
+    """Changes to a planned session; fields left out (or null) stay, lists replace the old ones."""
+
+    title: str | None = Field(None, min_length=1, max_length=200)
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
+    checkin_open_minutes: int | None = Field(None, ge=0, le=1440)
+    late_grace_minutes: int | None = Field(None, ge=0, le=1440)
+    allow_walk_in: bool | None = None
+    requires_checkout: bool | None = None
+    min_stay_minutes: int | None = Field(None, ge=0, le=1440)
+    room_codes: list[str] | None = Field(None, max_length=50)
+    org_unit_codes: list[str] | None = Field(None, max_length=200)
+    employee_nos: list[str] | None = Field(None, max_length=5000)
+
+
+class SessionSummaryOut(_Out):
+    """A session in a list."""
+
+    id: int
+    title: str
+    activity_type: str
+    starts_at: datetime
+    ends_at: datetime
+    status: SessionStatus
+    rooms: list[str]
+    series_id: int | None
+
+
+class SessionPageOut(_Out):
+    """One page of sessions, earliest first, and how many match in all."""
+
+    total: int
+    items: list[SessionSummaryOut]
+
+
+class SeriesDetailOut(_Out):
+    """A series and its sessions, earliest first; attending any one fulfils it."""
+
+    id: int
+    title: str
+    activity_type: str
+    session_ids: list[int]
+
+
+class SessionAudienceOut(_Out):
+    """Who a session is for: org unit codes (with sub-units) and employee numbers; empty is open."""
+
+    org_units: list[str]
+    members: list[str]
+
+
+class SessionOut(_Out):
+    """A session with its check-in settings, rooms, audience and series."""
+
+    id: int
+    title: str
+    activity_type: str
+    starts_at: datetime
+    ends_at: datetime
+    status: SessionStatus
+    checkin_open_minutes: int
+    late_grace_minutes: int
+    closes_at: datetime | None
+    allow_walk_in: bool
+    requires_checkout: bool
+    min_stay_minutes: int
+    recurrence_rule: str | None
+    roster_frozen_at: datetime | None
+    cancelled_at: datetime | None
+    cancel_reason: str | None
+    closed_at: datetime | None
+    rooms: list[str]
+    audience: SessionAudienceOut
+    series: SeriesDetailOut | None
+
+
 class SeriesIn(_In):
     """Sessions to group into a series whose occurrences are interchangeable."""
 
     title: str = Field(min_length=1, max_length=200)
-    session_ids: list[int] = Field(min_length=2, max_length=100)
+    session_ids: list[RecordId] = Field(min_length=2, max_length=100)
 
 
 class SeriesOut(_Out):
@@ -191,7 +314,7 @@ class LeaveDecisionIn(_In):
 class AdjustmentIn(_In):
     """A manual points adjustment."""
 
-    amount: int = Field(ge=-1000, le=1000)
+    amount: Points
     reason: str = Field(min_length=1, max_length=200)
 
 
@@ -209,36 +332,36 @@ class AppendedOut(_Out):
 class DurationCreditIn(_In):
     """Study credit: `points` per full `minutes`, at most `max_points`."""
 
-    points: int = Field(ge=0, le=1000)
+    points: int = Field(ge=0, le=POINTS_MAX)
     minutes: int = Field(ge=1, le=1440)
-    max_points: int | None = Field(None, ge=0)
+    max_points: int | None = Field(None, ge=0, le=POINTS_MAX)
 
 
 class ActivityRuleIn(_In):
     """What each status is worth for an activity type; `category` is its cap category."""
 
     category: str = Field(min_length=1, max_length=32)
-    present: int
-    late: int
-    left_early: int = 0
-    absent: int = 0
-    excused: int = 0
+    present: Points
+    late: Points
+    left_early: Points = 0
+    absent: Points = 0
+    excused: Points = 0
     duration: DurationCreditIn | None = None
 
 
 class CapsIn(_In):
     """Caps on earnings in a category per local day, month and quarter."""
 
-    day: int | None = Field(None, ge=0)
-    month: int | None = Field(None, ge=0)
-    quarter: int | None = Field(None, ge=0)
+    day: int | None = Field(None, ge=0, le=CAP_MAX)
+    month: int | None = Field(None, ge=0, le=CAP_MAX)
+    quarter: int | None = Field(None, ge=0, le=CAP_MAX)
 
 
 class RuleVersionIn(_In):
     """A new version of the points rules and the day it takes effect."""
 
     version: str = Field(min_length=1, max_length=64)
-    effective_from: date
+    effective_from: Day
     activities: dict[str, ActivityRuleIn]
     default: ActivityRuleIn | None = None
     caps: dict[str, CapsIn] = Field(default_factory=dict)
@@ -255,8 +378,8 @@ class RuleVersionOut(_Out):
 class RescoreIn(_In):
     """Re-score closed sessions starting in [start, end) (local dates)."""
 
-    start: date
-    end: date
+    start: Day
+    end: Day
     apply: bool = Field(False, description="false: preview only")
 
 
@@ -332,7 +455,7 @@ class MoveIn(_In):
     """Move a member to another org unit from a moment on."""
 
     org_unit_code: str = Field(min_length=1, max_length=32)
-    at: AwareDatetime
+    at: Moment
 
 
 # --------------------------------------------------------------------------- organisation
@@ -346,10 +469,11 @@ class OrgUnitIn(_In):
     parent_code: str | None = Field(None, min_length=1, max_length=32)
 
 
-class OrgUnitRenameIn(_In):
-    """A new name for an org unit."""
+class OrgUnitUpdateIn(_In):
+    """A new name and/or parent for an org unit; `parent_code: null` moves it to the top."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str | None = Field(None, min_length=1, max_length=100)
+    parent_code: str | None = Field(None, min_length=1, max_length=32)
 
 
 class OrgUnitOut(_Out):
@@ -368,8 +492,8 @@ class MemberIn(_In):
     name: str = Field(min_length=1, max_length=100)
     org_unit_code: str = Field(min_length=1, max_length=32)
     category: str = Field(min_length=1, max_length=32, examples=["正式党员"])
-    active_from: date | None = None
-    active_to: date | None = None
+    active_from: Day | None = None
+    active_to: Day | None = None
 
 
 class MemberUpdateIn(_In):
@@ -377,7 +501,7 @@ class MemberUpdateIn(_In):
 
     name: str | None = Field(None, min_length=1, max_length=100)
     category: str | None = Field(None, min_length=1, max_length=32)
-    active_to: date | None = None
+    active_to: Day | None = None
 
 
 class MemberOut(_Out):
@@ -391,13 +515,35 @@ class MemberOut(_Out):
     active_to: date | None
 
 
+class MemberCategoryIn(_In):
+    """A member category to add; without a position it goes last."""
+
+    name: str = Field(min_length=1, max_length=32, examples=["发展对象"])
+    position: int | None = Field(None, ge=0, le=10000)
+
+
+class MemberCategoryUpdateIn(_In):
+    """A new name (members holding the category follow) and/or place in lists."""
+
+    name: str | None = Field(None, min_length=1, max_length=32)
+    position: int | None = Field(None, ge=0, le=10000)
+
+
+class MemberCategoryOut(_Out):
+    """A member category and how many members hold it."""
+
+    name: str
+    position: int
+    members: int
+
+
 class ActivityTypeIn(_In):
     """A user-defined activity type and its tap-time points."""
 
     code: str = Field(min_length=1, max_length=32, pattern=r"^\S+$")
     name: str = Field(min_length=1, max_length=100)
     category: str = Field("general", min_length=1, max_length=32)
-    default_points: int = Field(ge=0, le=1000)
+    default_points: int = Field(ge=0, le=POINTS_MAX)
 
 
 class ActivityTypeOut(_Out):

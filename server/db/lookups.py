@@ -7,20 +7,31 @@ outcomes in memory and nothing holds ORM objects on the hot path.
 The statements are built once, at import, with (expanding) bound parameters:
 building a `select()` costs more CPU than a small batch's query itself, and
 executing the very statement object SQLAlchemy compiled and cached also
-skips re-matching its result columns on every execution.
+skips re-matching its result columns on every execution. Each is built twice:
+with `IN (…)` lists for SQLite, with `= ANY(array)` for PostgreSQL (server.db.arrays).
 """
 
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Select,
+    any_,
+    bindparam,
+    func,
+    select,
+)
 
 from protocol import TapMode
+from server.db.arrays import binary_array
 from server.db.models import (
     ActivityType,
     Attendance,
@@ -63,6 +74,51 @@ def chunks(items: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+InList = Callable[[Any, str], ColumnElement[bool]]
+# Shorter lists stay expanded IN lists on PostgreSQL too: their statements stay
+# short enough for psycopg's cache, and an array parameter has a fixed cost
+# (measured: 1 id 185 µs IN against 174 ANY, 64 ids 527 against 212, 500 ids
+# 3,446 against 344; in record_taps at batch 1, arrays cost ~5 % more CPU).
+ARRAY_FROM = 32
+
+
+def _expanding(column: Any, name: str) -> ColumnElement[bool]:
+    result: ColumnElement[bool] = column.in_(bindparam(name, expanding=True))
+    return result
+
+
+def _any(column: Any, name: str) -> ColumnElement[bool]:
+    result: ColumnElement[bool] = column == any_(bindparam(name))
+    return result
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One lookup built for both dialects: list parameters expanded, or as arrays."""
+
+    expanding: Select[*tuple[Any, ...]]
+    arrays: Select[*tuple[Any, ...]]
+
+    @classmethod
+    def build(cls, make: Callable[[InList], Select[*tuple[Any, ...]]]) -> "_Query":
+        """Build the query with `make(in_list)`, once for each way of passing lists."""
+        return cls(make(_expanding), make(_any))
+
+    def run(self, connection: Connection, params: dict[str, Any]) -> CursorResult[*tuple[Any, ...]]:
+        """Execute with `params`; long lists become arrays on PostgreSQL."""
+        if connection.dialect.name != "postgresql" or all(
+            len(value) < ARRAY_FROM for value in params.values() if isinstance(value, list)
+        ):
+            return connection.execute(self.expanding, params)
+        return connection.execute(
+            self.arrays,
+            {
+                key: binary_array(connection, value) if isinstance(value, list) else value
+                for key, value in params.items()
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -146,18 +202,20 @@ class OrgHistory:
         return current_unit
 
 
-_READERS = (
-    select(
-        Reader.reader_id,
-        Reader.room_id,
-        Room.name,
-        Reader.mode,
-        Reader.sign_key,
-        Reader.last_boot_id,
-        Reader.last_seq,
+_READERS = _Query.build(
+    lambda in_list: (
+        select(
+            Reader.reader_id,
+            Reader.room_id,
+            Room.name,
+            Reader.mode,
+            Reader.sign_key,
+            Reader.last_boot_id,
+            Reader.last_seq,
+        )
+        .outerjoin(Room, Room.id == Reader.room_id)
+        .where(in_list(Reader.reader_id, "ids"))
     )
-    .outerjoin(Room, Room.id == Reader.room_id)
-    .where(Reader.reader_id.in_(bindparam("ids", expanding=True)))
 )
 
 
@@ -165,7 +223,7 @@ def readers_by_id(connection: Connection, reader_ids: Iterable[str]) -> dict[str
     """Registered readers among `reader_ids`."""
     found: dict[str, ReaderInfo] = {}
     for part in chunks(set(reader_ids)):
-        rows = connection.execute(_READERS, {"ids": part})
+        rows = _READERS.run(connection, {"ids": part})
         for reader_id, room_id, room_name, mode, sign_key, boot_id, seq in rows:
             found[reader_id] = ReaderInfo(
                 reader_id, room_id, room_name, TapMode(mode), sign_key, boot_id, seq
@@ -173,21 +231,23 @@ def readers_by_id(connection: Connection, reader_ids: Iterable[str]) -> dict[str
     return found
 
 
-_CARDS = (
-    select(
-        Card.id,
-        Card.tech,
-        Card.uid,
-        Card.status,
-        Card.status_changed_at,
-        Member.id,
-        Member.name,
-        Member.org_unit_id,
-        Member.active_from,
-        Member.active_to,
+_CARDS = _Query.build(
+    lambda in_list: (
+        select(
+            Card.id,
+            Card.tech,
+            Card.uid,
+            Card.status,
+            Card.status_changed_at,
+            Member.id,
+            Member.name,
+            Member.org_unit_id,
+            Member.active_from,
+            Member.active_to,
+        )
+        .join(Member, Member.id == Card.member_id)
+        .where(in_list(Card.uid, "uids"))
     )
-    .join(Member, Member.id == Card.member_id)
-    .where(Card.uid.in_(bindparam("uids", expanding=True)))
 )
 
 
@@ -198,7 +258,7 @@ def cards_by_key(
     wanted = set(keys)
     best: dict[tuple[str, str], tuple[tuple[int, datetime | None, int], CardInfo]] = {}
     for part in chunks({uid for _, uid in wanted}):
-        rows = connection.execute(_CARDS, {"uids": part})
+        rows = _CARDS.run(connection, {"uids": part})
         for row in rows:
             key = (row[1], row[2])
             if key not in wanted:
@@ -227,29 +287,32 @@ def _rank_key(rank: tuple[int, datetime | None, int]) -> tuple[int, float, int]:
     return (active, changed.timestamp() if changed else float("-inf"), card_id)
 
 
-_ROOM_SESSIONS = (
-    select(
-        SessionRoom.room_id,
-        AttendanceSession.id,
-        AttendanceSession.title,
-        AttendanceSession.starts_at,
-        AttendanceSession.ends_at,
-        AttendanceSession.checkin_open_minutes,
-        AttendanceSession.late_grace_minutes,
-        AttendanceSession.closes_at,
-        AttendanceSession.allow_walk_in,
-        ActivityType.code,
-    )
-    .join(SessionRoom, SessionRoom.session_id == AttendanceSession.id)
-    .join(ActivityType, ActivityType.id == AttendanceSession.activity_type_id)
-    .where(
-        SessionRoom.room_id.in_(bindparam("rooms", expanding=True)),
-        # A window opens at most MAX_OPEN_BEFORE ahead of the start: "latest" has it added.
-        AttendanceSession.starts_at <= bindparam("latest", type_=AttendanceSession.starts_at.type),
-        func.coalesce(AttendanceSession.closes_at, AttendanceSession.ends_at)
-        > bindparam("earliest", type_=AttendanceSession.ends_at.type),
-        # A cancelled session takes no taps.
-        AttendanceSession.cancelled_at.is_(None),
+_ROOM_SESSIONS = _Query.build(
+    lambda in_list: (
+        select(
+            SessionRoom.room_id,
+            AttendanceSession.id,
+            AttendanceSession.title,
+            AttendanceSession.starts_at,
+            AttendanceSession.ends_at,
+            AttendanceSession.checkin_open_minutes,
+            AttendanceSession.late_grace_minutes,
+            AttendanceSession.closes_at,
+            AttendanceSession.allow_walk_in,
+            ActivityType.code,
+        )
+        .join(SessionRoom, SessionRoom.session_id == AttendanceSession.id)
+        .join(ActivityType, ActivityType.id == AttendanceSession.activity_type_id)
+        .where(
+            in_list(SessionRoom.room_id, "rooms"),
+            # A window opens at most MAX_OPEN_BEFORE ahead of the start: "latest" has it added.
+            AttendanceSession.starts_at
+            <= bindparam("latest", type_=AttendanceSession.starts_at.type),
+            func.coalesce(AttendanceSession.closes_at, AttendanceSession.ends_at)
+            > bindparam("earliest", type_=AttendanceSession.ends_at.type),
+            # A cancelled session takes no taps.
+            AttendanceSession.cancelled_at.is_(None),
+        )
     )
 )
 
@@ -262,8 +325,8 @@ def sessions_in_rooms(
     rooms = set(room_ids)
     if not rooms:
         return found
-    rows = connection.execute(
-        _ROOM_SESSIONS,
+    rows = _ROOM_SESSIONS.run(
+        connection,
         {"rooms": list(rooms), "latest": latest + MAX_OPEN_BEFORE, "earliest": earliest},
     ).all()
     audiences = audiences_of(connection, {row[1] for row in rows})
@@ -296,9 +359,11 @@ def sessions_in_rooms(
     return found
 
 
-_AUDIENCES = select(
-    SessionAudience.session_id, SessionAudience.org_unit_id, SessionAudience.member_id
-).where(SessionAudience.session_id.in_(bindparam("ids", expanding=True)))
+_AUDIENCES = _Query.build(
+    lambda in_list: select(
+        SessionAudience.session_id, SessionAudience.org_unit_id, SessionAudience.member_id
+    ).where(in_list(SessionAudience.session_id, "ids"))
+)
 
 
 def audiences_of(connection: Connection, session_ids: set[int]) -> dict[int, Audience]:
@@ -306,7 +371,7 @@ def audiences_of(connection: Connection, session_ids: set[int]) -> dict[int, Aud
     units: dict[int, set[int]] = defaultdict(set)
     members: dict[int, set[int]] = defaultdict(set)
     for part in chunks(session_ids):
-        rows = connection.execute(_AUDIENCES, {"ids": part})
+        rows = _AUDIENCES.run(connection, {"ids": part})
         for session_id, unit_id, member_id in rows:
             if unit_id is not None:
                 units[session_id].add(unit_id)
@@ -327,33 +392,37 @@ def org_tree(connection: Connection) -> OrgTree:
     return OrgTree(dict(rows))
 
 
-_ORG_HISTORY = select(
-    MemberOrgHistory.member_id,
-    MemberOrgHistory.org_unit_id,
-    MemberOrgHistory.valid_from,
-    MemberOrgHistory.valid_to,
-).where(MemberOrgHistory.member_id.in_(bindparam("ids", expanding=True)))
+_ORG_HISTORY = _Query.build(
+    lambda in_list: select(
+        MemberOrgHistory.member_id,
+        MemberOrgHistory.org_unit_id,
+        MemberOrgHistory.valid_from,
+        MemberOrgHistory.valid_to,
+    ).where(in_list(MemberOrgHistory.member_id, "ids"))
+)
 
 
 def org_history(connection: Connection, member_ids: Iterable[int]) -> OrgHistory:
     """Org-unit history of these members."""
     periods: dict[int, list[tuple[int, datetime, datetime | None]]] = defaultdict(list)
     for part in chunks(set(member_ids)):
-        rows = connection.execute(_ORG_HISTORY, {"ids": part})
+        rows = _ORG_HISTORY.run(connection, {"ids": part})
         for member_id, unit_id, valid_from, valid_to in rows:
             periods[member_id].append((unit_id, valid_from, valid_to))
     return OrgHistory(dict(periods))
 
 
-_ATTENDANCE = select(
-    Attendance.member_id,
-    Attendance.session_id,
-    Attendance.status,
-    Attendance.checked_in_at,
-    Attendance.checked_out_at,
-).where(
-    Attendance.member_id.in_(bindparam("members", expanding=True)),
-    Attendance.session_id.in_(bindparam("sessions", expanding=True)),
+_ATTENDANCE = _Query.build(
+    lambda in_list: select(
+        Attendance.member_id,
+        Attendance.session_id,
+        Attendance.status,
+        Attendance.checked_in_at,
+        Attendance.checked_out_at,
+    ).where(
+        in_list(Attendance.member_id, "members"),
+        in_list(Attendance.session_id, "sessions"),
+    )
 )
 
 
@@ -365,7 +434,7 @@ def attendance_for(
     found: dict[tuple[int, int], AttendanceInfo] = {}
     sessions = list({session_id for _, session_id in wanted})
     for part in chunks({member_id for member_id, _ in wanted}):
-        rows = connection.execute(_ATTENDANCE, {"members": part, "sessions": sessions})
+        rows = _ATTENDANCE.run(connection, {"members": part, "sessions": sessions})
         for row in rows:
             key = (row[0], row[1])
             if key in wanted:
@@ -373,12 +442,14 @@ def attendance_for(
     return found
 
 
-_ORIGINAL_TAPS = select(
-    TapRecord.event_id,
-    TapRecord.result,
-    TapRecord.points,
-    TapRecord.display,
-).where(TapRecord.event_id.in_(bindparam("ids", expanding=True)))
+_ORIGINAL_TAPS = _Query.build(
+    lambda in_list: select(
+        TapRecord.event_id,
+        TapRecord.result,
+        TapRecord.points,
+        TapRecord.display,
+    ).where(in_list(TapRecord.event_id, "ids"))
+)
 
 
 def original_taps(
@@ -387,17 +458,19 @@ def original_taps(
     """How already-recorded taps among `event_ids` were answered."""
     found: dict[uuid.UUID, OriginalTap] = {}
     for part in chunks(set(event_ids)):
-        rows = connection.execute(_ORIGINAL_TAPS, {"ids": part})
+        rows = _ORIGINAL_TAPS.run(connection, {"ids": part})
         for event_id, result, points, display in rows:
             if event_id is not None:
                 found[event_id] = OriginalTap(result, points, display)
     return found
 
 
-_BALANCES = (
-    select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
-    .where(LedgerEntry.member_id.in_(bindparam("ids", expanding=True)))
-    .group_by(LedgerEntry.member_id)
+_BALANCES = _Query.build(
+    lambda in_list: (
+        select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
+        .where(in_list(LedgerEntry.member_id, "ids"))
+        .group_by(LedgerEntry.member_id)
+    )
 )
 
 
@@ -405,7 +478,7 @@ def balances_of(connection: Connection, member_ids: Iterable[int]) -> dict[int, 
     """These members' points balances (the sums of their ledgers); 0 for an empty ledger."""
     found = dict.fromkeys(member_ids, 0)
     for part in chunks(found):
-        for member_id, total in connection.execute(_BALANCES, {"ids": part}):
+        for member_id, total in _BALANCES.run(connection, {"ids": part}):
             found[member_id] = int(total)
     return found
 
@@ -415,3 +488,77 @@ def first_checkins(
 ) -> dict[tuple[int, int], datetime | None]:
     """When each (member, session) pair first checked in, for pairs that have attendance."""
     return {key: info.checked_in_at for key, info in attendance_for(connection, pairs).items()}
+
+
+# Points in a period, driven by the period's sessions rather than by each member's
+# whole ledger: attendance credits (and their reversals) count at their session's
+# start, entries without an attendance (adjustments) at their creation. Both sides
+# walk an index from the period inward (sessions.starts_at → attendance.session_id
+# → points_ledger.attendance_id; the partial index of unlinked entries by time).
+_PERIOD_CREDITS = _Query.build(
+    lambda in_list: (
+        select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
+        .select_from(AttendanceSession)
+        .join(Attendance, Attendance.session_id == AttendanceSession.id)
+        .join(LedgerEntry, LedgerEntry.attendance_id == Attendance.id)
+        .where(
+            AttendanceSession.starts_at
+            >= bindparam("start", type_=AttendanceSession.starts_at.type),
+            AttendanceSession.starts_at < bindparam("end", type_=AttendanceSession.starts_at.type),
+            in_list(LedgerEntry.member_id, "ids"),
+        )
+        .group_by(LedgerEntry.member_id)
+    )
+)
+# Without the member filter: for many members, listing them costs more than it saves.
+_PERIOD_ALL_CREDITS = (
+    select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
+    .select_from(AttendanceSession)
+    .join(Attendance, Attendance.session_id == AttendanceSession.id)
+    .join(LedgerEntry, LedgerEntry.attendance_id == Attendance.id)
+    .where(
+        AttendanceSession.starts_at >= bindparam("start", type_=AttendanceSession.starts_at.type),
+        AttendanceSession.starts_at < bindparam("end", type_=AttendanceSession.starts_at.type),
+    )
+    .group_by(LedgerEntry.member_id)
+)
+# Past this many members a period's credits are read for everyone and filtered here
+# (bench/reports.py, 10,000 members: 475 → see docs/benchmarks.md).
+BROAD_MEMBER_SET = 1000
+_PERIOD_UNLINKED = _Query.build(
+    lambda in_list: (
+        select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
+        .where(
+            LedgerEntry.attendance_id.is_(None),
+            LedgerEntry.created_at >= bindparam("start", type_=LedgerEntry.created_at.type),
+            LedgerEntry.created_at < bindparam("end", type_=LedgerEntry.created_at.type),
+            in_list(LedgerEntry.member_id, "ids"),
+        )
+        .group_by(LedgerEntry.member_id)
+    )
+)
+
+
+def period_points(
+    connection: Connection, member_ids: Iterable[int], start: datetime, end: datetime
+) -> dict[int, int]:
+    """Each member's points earned in [start, end); members with none are left out."""
+    totals: dict[int, int] = {}
+    members = sorted(set(member_ids))
+    queries = [_PERIOD_CREDITS, _PERIOD_UNLINKED]
+    if len(members) > BROAD_MEMBER_SET:
+        wanted = set(members)
+        queries = [_PERIOD_UNLINKED]
+        for member_id, total in connection.execute(
+            _PERIOD_ALL_CREDITS, {"start": start, "end": end}
+        ):
+            if member_id in wanted:
+                totals[member_id] = int(total or 0)
+    # PostgreSQL takes the members as one array; SQLite in chunks under its parameter limit.
+    size = None if connection.dialect.name == "postgresql" else IN_CHUNK
+    for part in chunks(members, size or max(1, len(members))):
+        for query in queries:
+            params = {"ids": part, "start": start, "end": end}
+            for member_id, total in query.run(connection, params):
+                totals[member_id] = totals.get(member_id, 0) + int(total or 0)
+    return totals

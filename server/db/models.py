@@ -262,6 +262,10 @@ class SessionRosterEntry(Base):
     """A member a session expects, frozen from the membership at its start."""
 
     __tablename__ = "session_roster"
+    # Issue 8 (migration 0008): a branch's expected attendance over a period.
+    __table_args__ = (
+        Index("ix_session_roster_org_unit_id_session_id", "org_unit_id", "session_id"),
+    )
 
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True, index=True)
@@ -370,6 +374,9 @@ class TapRecord(Base):
     display: Mapped[dict[str, Any]] = mapped_column(JSON)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     raw_payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Issue 7 (migration 0005): how the card proved itself, 'uid' / 'strong' / 'failed';
+    # NULL when no known card was reached.
+    card_tier: Mapped[str | None] = mapped_column(String(8))
 
 
 class UnknownCard(Base):
@@ -437,6 +444,14 @@ class LedgerEntry(Base):
             unique=True,
             **_partial("reverses_id IS NOT NULL"),
         ),
+        # Issue 8 (migration 0008): points in a period, from its sessions' attendance
+        # and from the entries tied to no attendance (adjustments), by time.
+        Index("ix_points_ledger_attendance_id", "attendance_id"),
+        Index(
+            "ix_points_ledger_unlinked_created_at",
+            "created_at",
+            **_partial("attendance_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
@@ -471,10 +486,195 @@ class AuditEntry(Base):
 # --- issue 4: member categories (migration 0004) ---
 
 
+class MemberCategory(Base):
+    """A category a member may have (正式党员, 预备党员 …), in display order.
+
+    `members.category` holds the name; the services refuse names not listed here.
+    Not the same as an activity type's `category`, which groups activities for caps.
+    """
+
+    __tablename__ = "member_categories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    position: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 # --- issue 7: card challenge-response (migration 0005) ---
+
+
+class CardKey(Base):
+    """A card personalised with its strong-tier key, and the master key version it came from.
+
+    The key itself is never stored: it is diversified again from the master key.
+    """
+
+    __tablename__ = "card_keys"
+
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), primary_key=True)
+    key_version: Mapped[int] = mapped_column(Integer)
+    personalised_at: Mapped[datetime]
+    personalised_by: Mapped[str] = mapped_column(String(100))
+
+
+class StrongTierRoom(Base):
+    """A room where only cards that answer their challenge may check in."""
+
+    __tablename__ = "strong_tier_rooms"
+
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
+    required_since: Mapped[datetime]
+
+
+class StrongTierActivityType(Base):
+    """An activity type whose sessions only accept cards that answer their challenge."""
+
+    __tablename__ = "strong_tier_activity_types"
+
+    activity_type_id: Mapped[int] = mapped_column(ForeignKey("activity_types.id"), primary_key=True)
+    required_since: Mapped[datetime]
+
+
+class SuspectedClone(Base):
+    """Inbox of cards refused where the strong tier is required: a clone or an unkeyed card."""
+
+    __tablename__ = "suspected_clones"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), unique=True)
+    tech: Mapped[str] = mapped_column(String(16))
+    uid: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    tap_count: Mapped[int] = mapped_column(Integer)
+    last_reader_id: Mapped[str | None] = mapped_column(String(64))
+    last_reason: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[datetime | None]
 
 
 # --- issue 5: admin console (migration 0006) ---
 
 
+class ConsoleUser(Base):
+    """Someone who signs in to the console: a role and, for an org admin, the unit they run."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (
+        CheckConstraint("role IN ('super_admin', 'org_admin', 'auditor')", name="role"),
+        CheckConstraint("role <> 'org_admin' OR org_unit_id IS NOT NULL", name="org_admin_unit"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
+    disabled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_login_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A signed-in browser; the cookie holds a secret whose SHA-256 is the key here."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("console_users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class LoginFailure(Base):
+    """A wrong password, kept a short while to throttle guessing."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        Index("ix_login_failures_remote_at", "remote", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    remote: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A bearer token for integrations; only its SHA-256 is stored, shown once when made."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        CheckConstraint("role IN ('super_admin', 'org_admin', 'auditor')", name="role"),
+        CheckConstraint("role <> 'org_admin' OR org_unit_id IS NOT NULL", name="org_admin_unit"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    revoked_at: Mapped[datetime | None]
+
+
+class MemberPinyin(Base):
+    """A member's name in pinyin (initials and full) for search, and the `name` it was made from."""
+
+    __tablename__ = "member_pinyin"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    initials: Mapped[str] = mapped_column(String(100), index=True)
+    full: Mapped[str] = mapped_column(String(400))
+
+
+class EnrollRequest(Base):
+    """A member picked by an administrator: the next enroll-mode tap on the reader binds it."""
+
+    __tablename__ = "enroll_requests"
+    __table_args__ = (Index("ix_enroll_requests_reader_id_expires_at", "reader_id", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+    completed_at: Mapped[datetime | None]
+
+
 # --- issue 6: kiosks (migration 0007) ---
+
+
+class DeviceToken(Base):
+    """A kiosk or live screen's credential: paired with a reader, a session or a room.
+
+    Only the SHA-256 of the token is stored; the token is shown once, at creation.
+    """
+
+    __tablename__ = "device_tokens"
+    __table_args__ = (
+        CheckConstraint("kind IN ('kiosk', 'screen')", name="kind"),
+        CheckConstraint(
+            "(kind = 'kiosk' AND reader_id IS NOT NULL AND session_id IS NULL AND room_id IS NULL)"
+            " OR (kind = 'screen' AND reader_id IS NULL"
+            " AND (session_id IS NULL) <> (room_id IS NULL))",
+            name="target",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100))
+    reader_id: Mapped[int | None] = mapped_column(ForeignKey("readers.id"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

@@ -125,6 +125,11 @@ def clock_ahead() -> DisplayText:
     return DisplayText("时间异常", ("读卡器时钟超前", "请校准时间后重试"))
 
 
+def clock_unsynced() -> DisplayText:
+    """The tap is stamped long before it arrived by a reader whose clock is not synced."""
+    return DisplayText("时间异常", ("读卡器时钟未同步", "请校准时间后重试"))
+
+
 def balance(name: str, points: int) -> DisplayText:
     """A kiosk tap: the person's own points."""
     return DisplayText(f"{name} 积分 {points}", (name, f"当前积分 {points}"))

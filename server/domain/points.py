@@ -10,6 +10,10 @@ status (late and absence values included), duration-based credit for study,
 and caps per category per day, month and quarter; a `RuleBook` holds the
 versions with their effective dates, and `score` turns settled attendance into
 the credits the ledger should hold.
+
+A cap's category is an activity category (study, meeting …: the `category` of
+an activity type), not a member category (正式党员, 预备党员 …): caps limit what
+one kind of activity may earn, whoever the member is.
 """
 
 from collections.abc import Iterable, Mapping

@@ -4,7 +4,7 @@ from datetime import datetime
 from uuid import UUID
 
 from protocol import MalformedMessage, Status, Tap
-from protocol.codec import decode_as, load_object
+from protocol.codec import M, decode_as, load_object
 from server.services.readers import StatusReport
 from server.services.taps import ReceivedTap, RejectedPayload, Submission
 
@@ -18,10 +18,22 @@ def readable_event_id(payload: bytes) -> UUID | None:
         return None
 
 
+def _decode(payload: bytes, kind: type[M]) -> M:
+    """decode_as, with any failure at all reported as MalformedMessage."""
+    try:
+        return decode_as(payload, kind)
+    except MalformedMessage:
+        raise
+    except Exception as exc:
+        # A decoder bug must not take the worker's batch down with it: a time zone
+        # pushing a date past year 9999 once escaped as OverflowError.
+        raise MalformedMessage(f"undecodable: {type(exc).__name__}: {exc}") from exc
+
+
 def tap_submission(topic_reader_id: str, payload: bytes, received_at: datetime) -> Submission:
     """Decode a tap; anything wrong with it becomes a RejectedPayload saying what."""
     try:
-        tap = decode_as(payload, Tap)
+        tap = _decode(payload, Tap)
     except MalformedMessage as exc:
         return RejectedPayload(
             reason=f"malformed tap: {exc}",
@@ -47,4 +59,4 @@ def tap_submission(topic_reader_id: str, payload: bytes, received_at: datetime) 
 
 def reader_status(reader_id: str, payload: bytes, received_at: datetime) -> StatusReport:
     """Decode a status message; raise MalformedMessage if it is not one."""
-    return StatusReport(reader_id, decode_as(payload, Status), received_at)
+    return StatusReport(reader_id, _decode(payload, Status), received_at)

@@ -30,7 +30,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -212,9 +212,12 @@ class IngestWorker:
         options: IngestOptions | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        on_committed: Callable[[Sequence[Outcome]], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.options = options or IngestOptions()
+        # Told of each committed batch's outcomes, after the acks went out (kiosk, live screen).
+        self._on_committed = on_committed
         self.counters = IngestCounters()
         self._database = database
         self._clock = clock
@@ -564,6 +567,9 @@ class IngestWorker:
         payloads = [(topics.acks(reader_id), encode(ack)) for reader_id, ack in acks]
         with self._acks_lock:
             self._unconfirmed_acks += len(acks)
+        # Counted before the acks go out: whoever sees an ack also sees it counted.
+        self.counters.results(outcome.result for _, outcome in answered)
+        self.counters.add_all({"acks_published": len(acks)})
         offline = 0
         with self._client.one_wakeup():
             for topic, payload in payloads:
@@ -573,8 +579,9 @@ class IngestWorker:
                     offline += 1
             for item, _ in answered:
                 self._ack_inbound(item.inbound)
-        self.counters.results(outcome.result for _, outcome in answered)
-        self.counters.add_all({"acks_published": len(acks), "acks_queued_offline": offline})
+        self.counters.add_all({"acks_queued_offline": offline})
+        if self._on_committed is not None:
+            self._on_committed([outcome for _, outcome in answered])
 
     def _ack_inbound(self, inbound: _Inbound) -> None:
         # A PUBACK on a newer connection would name a packet id the broker reused.

@@ -90,6 +90,8 @@ def render_acl(server_account: str = SERVER_ACCOUNT) -> str:
         *(f"topic read {topics.shared(filter_)}" for filter_ in server_reads),
         f"topic write {topics.all_readers('acks')}",
         f"topic write {topics.all_readers('config')}",
+        # What the ingest committed, for the kiosk and live screens of other server processes.
+        f"topic readwrite {topics.server_events()}",
         "",
         "# Every reader, as itself only: publish taps and status (its last will too),",
         "# read the server's acks and config.",

@@ -1,17 +1,25 @@
-"""Member administration: moving a member between org units, keeping the history."""
+"""Member administration: moving a member between org units, keeping the history (audited)."""
 
 from datetime import datetime
 
 from sqlalchemy import select, update
 
+from server.audit.chain import record_audit
 from server.db.models import Member, MemberOrgHistory, table_of
 from server.domain.roster import Membership, move
 from server.errors import NotFound
-from server.services.organisation import org_unit_id
+from server.services.organisation import SYSTEM_ACTOR, org_unit_id
 from server.services.unit_of_work import UnitOfWork
 
 
-def move_member(uow: UnitOfWork, employee_no: str, org_unit_code: str, at: datetime) -> None:
+def move_member(
+    uow: UnitOfWork,
+    employee_no: str,
+    org_unit_code: str,
+    at: datetime,
+    *,
+    actor: str = SYSTEM_ACTOR,
+) -> None:
     """Move a member to another org unit from `at`; sessions before `at` keep expecting them."""
     with uow:
         db = uow.session
@@ -40,5 +48,12 @@ def move_member(uow: UnitOfWork, employee_no: str, org_unit_code: str, at: datet
         )
         connection.execute(
             update(table_of(Member)).where(Member.id == member_id).values(org_unit_id=unit_id)
+        )
+        record_audit(
+            db,
+            actor=actor,
+            action="member.move",
+            target=f"member {employee_no}",
+            details={"to": org_unit_code, "from_unit_id": row[1], "at": at.isoformat()},
         )
         uow.commit()

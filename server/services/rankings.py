@@ -11,14 +11,14 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
+from server.audit.chain import record_audit
 from server.db import lookups
 from server.db.models import (
     Attendance,
     AttendanceSession,
-    LedgerEntry,
     Member,
     OrgUnit,
     Publication,
@@ -79,18 +79,7 @@ def _points(
     connection: Connection, members: Iterable[int], period: Period, zone: tzinfo
 ) -> dict[int, int]:
     start, end = local_midnight(period.start, zone), local_midnight(period.end, zone)
-    when = func.coalesce(AttendanceSession.starts_at, LedgerEntry.created_at)
-    totals: dict[int, int] = {}
-    for part in lookups.chunks(set(members)):
-        for member_id, total in connection.execute(
-            select(LedgerEntry.member_id, func.sum(LedgerEntry.amount))
-            .outerjoin(Attendance, Attendance.id == LedgerEntry.attendance_id)
-            .outerjoin(AttendanceSession, AttendanceSession.id == Attendance.session_id)
-            .where(LedgerEntry.member_id.in_(part), when >= start, when < end)
-            .group_by(LedgerEntry.member_id)
-        ):
-            totals[member_id] = int(total or 0)
-    return totals
+    return lookups.period_points(connection, members, start, end)
 
 
 @dataclass(frozen=True)
@@ -242,9 +231,18 @@ def _figures(
 
 
 def publish(
-    uow: UnitOfWork, unit_code: str, quarter: str, now: datetime, zone: tzinfo
+    uow: UnitOfWork,
+    unit_code: str,
+    quarter: str,
+    now: datetime,
+    zone: tzinfo,
+    *,
+    actor: str | None = None,
 ) -> dict[str, Any]:
-    """Freeze an org unit's figures for a quarter; Conflict if already published."""
+    """Freeze an org unit's figures for a quarter; Conflict if already published.
+
+    With an `actor`, the publication is written to the audit chain with it.
+    """
     period = Period.quarter(quarter)
     if now < local_midnight(period.end, zone):
         raise Conflict(f"{quarter} has not ended; it can be published from {period.end}")
@@ -262,6 +260,15 @@ def publish(
             )
         except IntegrityError as exc:
             raise Conflict(f"{unit_code} {quarter} is already published") from exc
+        if actor is not None:
+            record_audit(
+                uow.session,
+                actor=actor,
+                action="rankings.publish",
+                target=f"org unit {unit_code} {quarter.upper()}",
+                details={"members": len(figures["members"]), "branches": len(figures["branches"])},
+                at=now,
+            )
         uow.commit()
     return figures
 
@@ -305,3 +312,20 @@ def publication(connection: Connection, unit_code: str, quarter: str, zone: tzin
         for a in changed
     ]
     return Published(quarter.upper(), published_at, figures, adjustments)
+
+
+def unit_record(
+    connection: Connection, unit_code: str, period: Period, zone: tzinfo
+) -> rankings.BranchRecord:
+    """One org unit's raw figures for a period, its sub-units included (for trend charts)."""
+    unit_id = org_unit_id(connection, unit_code)
+    units = lookups.org_tree(connection).subtree(unit_id)
+    members = _members_in(connection, units)
+    expected, attended, _ = _roster_counts(connection, units, period, zone)
+    return rankings.BranchRecord(
+        unit_id,
+        len(members),
+        sum(expected.values()),
+        sum(attended.values()),
+        sum(_points(connection, members, period, zone).values()),
+    )

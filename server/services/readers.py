@@ -4,12 +4,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from protocol import ReaderState, Status
-from server.db.models import Reader
-from server.errors import StorageError
+from protocol import ReaderState, Status, TapMode
+from server.audit.chain import record_audit
+from server.db.models import Reader, Room
+from server.errors import NotFound, StorageError
 from server.services.unit_of_work import UnitOfWork
 
 
@@ -55,3 +56,44 @@ def record_statuses(uow: UnitOfWork, reports: Sequence[StatusReport]) -> int:
     except SQLAlchemyError as exc:
         raise StorageError(f"recording {len(latest)} reader statuses failed: {exc}") from exc
     return changed
+
+
+@dataclass(frozen=True)
+class ReaderChanges:
+    """An administrator's changes to a reader: its name, room (by code) and mode."""
+
+    name: str | None
+    room_code: str | None
+    mode: TapMode
+
+
+def change_reader(uow: UnitOfWork, reader_id: str, changes: ReaderChanges, *, actor: str) -> None:
+    """Rename a reader, move it to another room or change its mode; audited."""
+    with uow:
+        db = uow.session
+        reader = db.scalars(select(Reader).where(Reader.reader_id == reader_id)).one_or_none()
+        if reader is None:
+            raise NotFound("reader", reader_id)
+        room_id = None
+        if changes.room_code:
+            room_id = db.scalar(select(Room.id).where(Room.code == changes.room_code))
+            if room_id is None:
+                raise NotFound("room", changes.room_code)
+        details = {
+            field: {"from": before, "to": after}
+            for field, before, after in (
+                ("name", reader.name, changes.name or None),
+                ("room_id", reader.room_id, room_id),
+                ("mode", reader.mode, changes.mode.value),
+            )
+            if before != after
+        }
+        if not details:
+            return
+        reader.name = changes.name or None
+        reader.room_id = room_id
+        reader.mode = changes.mode.value
+        record_audit(
+            db, actor=actor, action="reader.change", target=f"reader {reader_id}", details=details
+        )
+        uow.commit()

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from server.audit.chain import record_audit
 from server.db.models import ActivityType, PointsRuleVersion, table_of
 from server.domain.points import (
     FIXED_PER_ACTIVITY_V1,
@@ -139,8 +140,16 @@ def add_rule_version(connection: Connection, rules: RuleSet) -> None:
     )
 
 
-def store_rule_version(uow: UnitOfWork, rules: RuleSet) -> None:
-    """Store a new rule version in its own transaction."""
+def store_rule_version(uow: UnitOfWork, rules: RuleSet, *, actor: str | None = None) -> None:
+    """Store a new rule version in its own transaction; audited when an actor is named."""
     with uow:
         add_rule_version(uow.session.connection(), rules)
+        if actor is not None:
+            record_audit(
+                uow.session,
+                actor=actor,
+                action="rules.version.create",
+                target=f"rule version {rules.version}",
+                details={"effective_from": rules.effective_from.isoformat()},
+            )
         uow.commit()

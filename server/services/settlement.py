@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, tzinfo
 
 from sqlalchemy import Connection, func, or_, select
 
+from server.audit.chain import record_audit
 from server.db.lookups import chunks
 from server.db.models import (
     ActivityType,
@@ -227,9 +228,19 @@ def apply(connection: Connection, settled: Settlement, reason: str, at: datetime
 
 
 def rescore(
-    uow: UnitOfWork, start: date, end: date, *, apply_changes: bool, now: datetime, zone: tzinfo
+    uow: UnitOfWork,
+    start: date,
+    end: date,
+    *,
+    apply_changes: bool,
+    now: datetime,
+    zone: tzinfo,
+    actor: str | None = None,
 ) -> list[Change]:
-    """Re-score closed sessions starting in [start, end) locally: a preview, or applied."""
+    """Re-score closed sessions starting in [start, end) locally: a preview, or applied.
+
+    Applied with an `actor`, the re-score is written to the audit chain with it.
+    """
     if end <= start:
         raise DomainError(f"a period must end after it starts ({start} – {end})")
     with uow:
@@ -245,6 +256,15 @@ def rescore(
         settled = settlement(connection, scope, zone)
         changes = settled.preview()
         if apply_changes:
-            apply(connection, settled, f"re-scored {start} – {end}", now)
+            added = apply(connection, settled, f"re-scored {start} – {end}", now)
+            if actor is not None:
+                record_audit(
+                    uow.session,
+                    actor=actor,
+                    action="points.rescore",
+                    target=f"{start.isoformat()} – {end.isoformat()}",
+                    details={"changes": len(changes), "entries": len(added)},
+                    at=now,
+                )
             uow.commit()
     return changes

@@ -16,6 +16,10 @@ A reader with a signing key must sign its taps; a bad signature or a replayed
 (boot_id, seq) is stored as `rejected` and flagged (services.signatures). That
 check comes after repeats are answered, so a resend is a `duplicate`, not a replay.
 
+Where a room or activity type requires the strong card tier, a card that did not
+answer its challenge is `rejected`, flagged and filed as a suspected clone; every
+tap of a known card is labelled with its tier (services.cardauth).
+
 Outcomes come back in input order. Nothing here publishes anything: the caller
 answers only after the transaction has committed.
 """
@@ -29,7 +33,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, bindparam, case, insert, or_, text, update
+from sqlalchemy import Connection, bindparam, case, insert, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
 
@@ -37,7 +41,7 @@ from protocol import Ack, AckResult, Display, Tap, TapMode
 from server.db import lookups
 from server.db.lookups import AttendanceInfo, CardInfo, OriginalTap, ReaderInfo
 from server.db.models import Attendance, LedgerEntry, Reader, TapRecord, UnknownCard, table_of
-from server.db.upserts import insert_for
+from server.db.upserts import BatchInsert, insert_for
 from server.domain import display
 from server.domain.attendance import (
     AttendanceStatus,
@@ -46,10 +50,17 @@ from server.domain.attendance import (
     SessionCandidate,
     resolve_session,
 )
+from server.domain.cardkeys import CardKeyring, CardTier, clone_refused_display
 from server.domain.cards import CardStatus
 from server.domain.display import DisplayText
 from server.domain.points import LedgerSource, RuleBook, RuleVersion, tap_time_points
 from server.errors import StorageError
+from server.services.cardauth import (
+    CloneSighting,
+    TierContext,
+    file_suspected_clones,
+    load_tier_context,
+)
 from server.services.rules import rule_book
 from server.services.signatures import Accepted, Position, check_tap
 from server.services.unit_of_work import UnitOfWork
@@ -67,6 +78,8 @@ class TapPolicy:
 
     zone: tzinfo = DEFAULT_ZONE
     skew_tolerance: timedelta = timedelta(minutes=2)
+    # The strong card tier's master keys; None: no card answer can be checked.
+    card_keys: CardKeyring | None = None
 
 
 DEFAULT_POLICY = TapPolicy()
@@ -106,6 +119,10 @@ class Outcome:
     points: int
     display: DisplayText
     detail: str | None = None
+    # What the tap was about, for the pages that follow taps live (kiosk, live screen).
+    mode: TapMode | None = None
+    member_id: int | None = None
+    session_id: int | None = None
 
     def ack(self) -> Ack | None:
         """The ack to publish, or None when the tap named no event id to answer."""
@@ -128,9 +145,16 @@ def record_taps(
     if not batch:
         return []
     try:
-        with uow:
-            outcomes = _Batch(uow.session.connection(), policy, batch).record()
-            uow.commit()
+        try:
+            # Most batches repeat no stored event id: skip looking them up first,
+            # and let the taps INSERT tell (see _Batch.optimistic).
+            with uow:
+                outcomes = _Batch(uow.session.connection(), policy, batch, optimistic=True).record()
+                uow.commit()
+        except _RepeatsFound:
+            with uow:
+                outcomes = _Batch(uow.session.connection(), policy, batch).record()
+                uow.commit()
     except SQLAlchemyError as exc:
         raise StorageError(f"recording a batch of {len(batch)} taps failed: {exc}") from exc
     return outcomes
@@ -213,27 +237,26 @@ _ADVANCE_POSITIONS = (
 class _Upserts:
     """The batch's INSERT … ON CONFLICT statements for one dialect."""
 
-    taps: Executable
-    attendance: Executable
-    credits: Executable
+    taps: BatchInsert
+    attendance: BatchInsert
+    credits: BatchInsert
     unknown_cards: Executable
 
 
 @cache
 def _upserts(dialect: str) -> _Upserts:
-    taps = (
-        insert_for(dialect, _TAPS)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(_TAPS.c.id, _TAPS.c.event_id)
+    taps = BatchInsert(dialect, _TAPS, ["event_id"], returning=["id", "event_id"])
+    attendance = BatchInsert(
+        dialect,
+        _ATTENDANCE,
+        ["member_id", "session_id"],
+        returning=["id", "member_id", "session_id"],
     )
-    attendance = (
-        insert_for(dialect, _ATTENDANCE)
-        .on_conflict_do_nothing(index_elements=["member_id", "session_id"])
-        .returning(_ATTENDANCE.c.id, _ATTENDANCE.c.member_id, _ATTENDANCE.c.session_id)
-    )
-    credits = insert_for(dialect, _LEDGER).on_conflict_do_nothing(
-        index_elements=["attendance_id", "credit_seq"],
-        index_where=text("source = 'attendance'"),
+    credits = BatchInsert(
+        dialect,
+        _LEDGER,
+        ["attendance_id", "credit_seq"],
+        conflict_where="source = 'attendance'",
     )
     cards = insert_for(dialect, _UNKNOWN_CARDS)
     new, old = cards.excluded, _UNKNOWN_CARDS.c
@@ -313,6 +336,9 @@ class _Item:
     recorded_result: str | None = None
     # Where this signed tap moves its reader's (boot_id, seq) once recorded.
     position: Position | None = None
+    # How its card proved itself (issue 7), and its refusal where the strong tier is required.
+    card_tier: str | None = None
+    clone: CloneSighting | None = None
 
     @property
     def event_id(self) -> UUID | None:
@@ -348,17 +374,29 @@ class _AttendanceState:
     checked_out_at: datetime | None
 
 
+class _RepeatsFound(Exception):
+    """An optimistic batch met a stored event id: redo it with the lookup first."""
+
+
 @dataclass
 class _Batch:
     connection: Connection
     policy: TapPolicy
     submissions: Sequence[Submission]
+    # Optimistic: do not look up stored event ids before deciding. Repeats must be
+    # answered `duplicate` before any signature check, so a batch that meets one
+    # (the taps INSERT conflicts) or that would store a tap without its event id (a
+    # refused signature: possibly a resend) is abandoned before its first write is
+    # committed and redone with the lookup first. Saves a statement per batch.
+    optimistic: bool = False
     items: list[_Item] = field(default_factory=list)
     pending_credits: dict[int, int] = field(default_factory=dict)
     # The points rules, read once per batch and only if the batch has a check-in.
     book: RuleBook | None = None
     # Each signing reader's (boot_id, seq) as this batch has advanced it, in tap order.
     positions: dict[str, Position | None] = field(default_factory=dict)
+    # Where the strong card tier is required and the answering cards' keys, read once.
+    tiers: TierContext | None = None
 
     @property
     def upserts(self) -> _Upserts:
@@ -373,6 +411,9 @@ class _Batch:
         self._insert_attendance_and_credits()
         self._apply_checkouts()
         self._file_unknown_cards()
+        file_suspected_clones(
+            self.connection, (i.clone for i in self.items if i.clone and i.tap_id is not None)
+        )
         self._touch_readers()
         self._advance_positions()
         return self._outcomes()
@@ -391,6 +432,8 @@ class _Batch:
                     continue
                 first_index[event_id] = index
             candidates.append(item)
+        if self.optimistic:
+            return candidates
         originals = lookups.original_taps(self.connection, first_index)
         fresh: list[_Item] = []
         for item in candidates:
@@ -428,6 +471,9 @@ class _Batch:
         history = lookups.org_history(
             self.connection, {c.member_id for c in cards.values()} if needs_units else ()
         )
+        self.tiers = load_tier_context(
+            self.connection, self.policy.card_keys, (r.tap for r in received), cards
+        )
 
         resolved: list[_Resolved] = []
         for item in taps:
@@ -463,21 +509,14 @@ class _Batch:
                 assert item.row is not None
                 item.row["event_id"] = None
                 continue
-            ahead = tap.occurred_at - received_tap.received_at
-            if ahead > self.policy.skew_tolerance:
-                self._finish(
-                    item,
-                    AckResult.REJECTED,
-                    display.clock_ahead(),
-                    detail=f"occurred_at is {ahead.total_seconds():.0f}s ahead of the server clock",
-                    mode=mode,
-                    flagged=True,
-                )
+            if self._clock_refused(item, received_tap, mode):
                 continue
             card = cards.get((tap.card.tech.value, tap.card.uid))
             if not self._card_usable(item, tap, mode, card):
                 continue
             assert card is not None
+            if self._refuse_clone(item, tap=tap, reader=reader, mode=mode, card=card, session=None):
+                continue
             if mode is TapMode.KIOSK:
                 # Answered in tap order with the others, so credits earlier in
                 # this batch count in the balance.
@@ -496,8 +535,65 @@ class _Batch:
                     card=card,
                 )
                 continue
+            if self._refuse_clone(
+                item, tap=tap, reader=reader, mode=mode, card=card, session=resolution.session
+            ):
+                continue
             resolved.append(_Resolved(item, mode, card, resolution))
         return resolved
+
+    def _refuse_clone(
+        self,
+        item: _Item,
+        *,
+        tap: Tap,
+        reader: ReaderInfo,
+        mode: TapMode,
+        card: CardInfo,
+        session: SessionCandidate | None,
+    ) -> bool:
+        """Label the tap with its card's tier; refuse it where the strong tier is required."""
+        assert self.tiers is not None
+        if item.card_tier is None:
+            item.card_tier = self.tiers.tier_of(tap, card).value
+        activity = session.activity_type if session is not None else None
+        verdict = self.tiers.judge(CardTier(item.card_tier), reader.room_id, activity)
+        if verdict.refusal is None:
+            return False
+        log.warning("refused tap %s of card %s: %s", tap.event_id, tap.card.uid, verdict.refusal)
+        item.clone = CloneSighting(card, tap.occurred_at, tap.reader_id, verdict.refusal)
+        self._finish(
+            item,
+            AckResult.REJECTED,
+            clone_refused_display(),
+            detail=verdict.refusal,
+            mode=mode,
+            card=card,
+            session_id=session.session_id if session is not None else None,
+            flagged=True,
+        )
+        return True
+
+    def _clock_refused(self, item: _Item, received_tap: ReceivedTap, mode: TapMode) -> bool:
+        """Quarantine a tap whose stamp cannot be trusted; True if it was."""
+        tap = received_tap.tap
+        ahead = tap.occurred_at - received_tap.received_at
+        if ahead > self.policy.skew_tolerance:
+            text_ = display.clock_ahead()
+            detail = f"occurred_at is {ahead.total_seconds():.0f}s ahead of the server clock"
+        elif -ahead > self.policy.skew_tolerance and not tap.clock_synced:
+            # A late tap from a synced clock is an outbox delivering after a cut and
+            # counts at its stamp; from an unsynced clock the stamp may be anything
+            # (a terminal booted without its time), so it is held for review.
+            text_ = display.clock_unsynced()
+            detail = (
+                f"reader clock not synced and occurred_at is {-ahead.total_seconds():.0f}s "
+                "behind the server clock: held for review"
+            )
+        else:
+            return False
+        self._finish(item, AckResult.REJECTED, text_, detail=detail, mode=mode, flagged=True)
+        return True
 
     def _check_signature(
         self, item: _Item, received_tap: ReceivedTap, reader: ReaderInfo
@@ -742,7 +838,17 @@ class _Batch:
         received_tap = item.submission
         assert isinstance(received_tap, ReceivedTap)
         tap = received_tap.tap
-        item.outcome = Outcome(tap.event_id, tap.reader_id, result, points, text_, detail)
+        item.outcome = Outcome(
+            tap.event_id,
+            tap.reader_id,
+            result,
+            points,
+            text_,
+            detail,
+            mode=mode,
+            member_id=card.member_id if card else None,
+            session_id=session_id,
+        )
         item.row = {
             "event_id": tap.event_id,
             "reader_id": tap.reader_id,
@@ -763,6 +869,7 @@ class _Batch:
             "display": _display_json(text_),
             "flagged": flagged,
             "raw_payload": None,
+            "card_tier": item.card_tier,
         }
 
     def _reject_payload(self, item: _Item, payload: RejectedPayload) -> None:
@@ -791,6 +898,7 @@ class _Batch:
             "display": _display_json(text_),
             "flagged": True,
             "raw_payload": payload.raw[:MAX_RAW_PAYLOAD],
+            "card_tier": None,
         }
 
     # ---- writes
@@ -805,19 +913,23 @@ class _Batch:
             key=lambda i: str(i.event_id),
         )
         without_id = [i for i in self.items if i.row is not None and i.row["event_id"] is None]
+        if self.optimistic and any(i.event_id is not None for i in without_id):
+            raise _RepeatsFound
         if without_id:
             self.connection.execute(_INSERT_TAPS_WITHOUT_ID, [i.row for i in without_id if i.row])
         if not with_id:
             return
         inserted = {
             event_id: tap_id
-            for tap_id, event_id in self.connection.execute(
-                self.upserts.taps, [i.row for i in with_id if i.row]
+            for tap_id, event_id in self.upserts.taps.execute(
+                self.connection, [i.row for i in with_id if i.row]
             )
         }
         lost = [i for i in with_id if i.event_id not in inserted]
         for item in with_id:
             item.tap_id = inserted.get(item.event_id) if item.event_id else None
+        if lost and self.optimistic:
+            raise _RepeatsFound
         if lost:
             # Another worker recorded these event ids since we looked: theirs stands.
             originals = lookups.original_taps(
@@ -865,8 +977,8 @@ class _Batch:
             )
         created = {
             (member_id, session_id): attendance_id
-            for attendance_id, member_id, session_id in self.connection.execute(
-                self.upserts.attendance, rows
+            for attendance_id, member_id, session_id in self.upserts.attendance.execute(
+                self.connection, rows
             )
         }
         losers = [
@@ -899,7 +1011,7 @@ class _Batch:
             )
         if credits:
             credits.sort(key=lambda row: int(row["attendance_id"]))
-            self.connection.execute(self.upserts.credits, credits)
+            self.upserts.credits.execute(self.connection, credits)
 
     def _downgrade_lost_check_ins(self, losers: list[_Item]) -> None:
         """Another worker created these attendances first: our taps become duplicates."""

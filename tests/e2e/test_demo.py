@@ -30,6 +30,11 @@ def test_demo_runs_readers_to_completion(tmp_path: Path) -> None:
     # The double tap within the debounce window is one tap, the later one a duplicate.
     assert demo.count(r"^  room-101 +\[duplicate\] ") == 1
     assert demo.count(r"^  room-102 +\[unknown\] 未登记的卡") == 1
+    # The kiosk reader's taps look points up and record no attendance.
+    assert demo.wait_for(rf"^  kiosk      http://127\.0\.0\.1:{port}/kiosk\?token=\S+ ")
+    assert demo.wait_for(rf"^  live       http://127\.0\.0\.1:{port}/live\?token=\S+ ")
+    kiosk_taps = demo.count(r"^  kiosk-1 +\[accepted\] \S+ 积分 \d+")
+    assert kiosk_taps == 4
     summary = demo.wait_for(r"^Readers done: (\d+) taps recorded, (\d+) attendances")
     taps, attendances = int(summary.group(1)), int(summary.group(2))
-    assert taps == attendances + 2
+    assert taps == attendances + 2 + kiosk_taps

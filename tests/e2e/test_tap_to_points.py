@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from server.db.engine import open_database
+from server.services.auth import Role, create_api_token
+from server.services.unit_of_work import UnitOfWork
 from tests.e2e import harness
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import Process
@@ -22,8 +25,17 @@ ACK = r"^\[(accepted|duplicate|unknown|error)\] "
 UNKNOWN_UIDS = tuple(f"DEAD{i:04X}BEEF" for i in range(5))
 
 
-def get_json(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def get_json(url: str, database_url: str) -> dict[str, object]:
+    """GET an API URL as a super admin's bearer token (made in the database)."""
+    database = open_database(database_url)
+    try:
+        token = create_api_token(
+            UnitOfWork(database.write_sessions), name="e2e", role=Role.SUPER_ADMIN
+        ).secret
+    finally:
+        database.dispose()
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
@@ -61,9 +73,11 @@ def test_known_unknown_and_double_taps(
         assert got.event_ids == frozenset(harness.queued(agent))
         assert got.unknown_cards == 5
 
-        points = get_json(f"{http}/api/v1/members/{roster.employee_nos[0]}/points")
+        points = get_json(f"{http}/api/v1/members/{roster.employee_nos[0]}/points", database_url)
         assert points["balance"] == harness.POINTS
-        attendance = get_json(f"{http}/api/v1/sessions/{roster.session_id}/attendance")
+        attendance = get_json(
+            f"{http}/api/v1/sessions/{roster.session_id}/attendance", database_url
+        )
         assert len(attendance["attendees"]) == 100  # type: ignore[arg-type]
 
 
@@ -157,7 +171,7 @@ def test_embedded_defaults_sqlite_and_amqtt(tmp_path: Path) -> None:
         finally:
             agent.close_stdin()
             agent.terminate()
-        points = get_json(f"{http}/api/v1/members/{roster.employee_nos[3]}/points")
+        points = get_json(f"{http}/api/v1/members/{roster.employee_nos[3]}/points", database_url)
         assert points["balance"] == harness.POINTS
     got = harness.totals(database_url, roster.session_id)
     assert (got.attendance, got.ledger_entries, got.unknown_cards) == (10, 10, 1)

@@ -1,7 +1,6 @@
 """Rankings, monthly star, branch benchmarks and quarterly publications per org unit."""
 
 from dataclasses import asdict
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
@@ -10,6 +9,7 @@ from server.api.deps import RuntimeDep, SessionDep, UowDep
 from server.api.errors import NOT_FOUND, WRITE
 from server.api.schemas import (
     BenchmarkOut,
+    Day,
     PublicationOut,
     RankedMemberOut,
     StarMemberOut,
@@ -19,7 +19,7 @@ from server.services import rankings
 
 router = APIRouter(prefix="/org-units", tags=["rankings"])
 Code = Annotated[str, Path(min_length=1, max_length=32)]
-Quarter = Annotated[str, Path(pattern=r"^\d{4}[Qq][1-4]$", examples=["2026Q1"])]
+Quarter = Annotated[str, Path(pattern=r"^(19[7-9]\d|2[01]\d\d)[Qq][1-4]$", examples=["2026Q1"])]
 
 
 @router.get("/{code}/rankings", response_model=list[RankedMemberOut], responses=WRITE)
@@ -27,8 +27,8 @@ def member_ranking(
     code: Code,
     db: SessionDep,
     runtime: RuntimeDep,
-    start: Annotated[date, Query(description="first local day")],
-    end: Annotated[date, Query(description="day after the last")],
+    start: Annotated[Day, Query(description="first local day")],
+    end: Annotated[Day, Query(description="day after the last")],
 ) -> list[RankedMemberOut]:
     """Members of the unit and its sub-units by points in [start, end)."""
     period = rankings.Period(start, end)
@@ -59,8 +59,8 @@ def branch_benchmarks(
     code: Code,
     db: SessionDep,
     runtime: RuntimeDep,
-    start: Annotated[date, Query()],
-    end: Annotated[date, Query()],
+    start: Annotated[Day, Query()],
+    end: Annotated[Day, Query()],
 ) -> list[BenchmarkOut]:
     """The unit's direct sub-units compared on expected-attendance rate and points per member."""
     found = rankings.benchmarks(

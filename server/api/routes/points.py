@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, status
 from server.api.deps import RuntimeDep, SessionDep, UowDep
 from server.api.errors import WRITE
 from server.api.schemas import (
+    BIG_ID_MAX,
     AdjustmentIn,
     AppendedOut,
     ChangeOut,
@@ -93,7 +94,10 @@ def adjust_points(
     responses=WRITE,
 )
 def reverse_entry(
-    entry_id: Annotated[int, Path(ge=1)], body: ReasonIn, uow: UowDep, runtime: RuntimeDep
+    entry_id: Annotated[int, Path(ge=1, le=BIG_ID_MAX)],
+    body: ReasonIn,
+    uow: UowDep,
+    runtime: RuntimeDep,
 ) -> AppendedOut:
     """Reverse one ledger entry; history is kept, the balance moves back."""
     return AppendedOut.model_validate(

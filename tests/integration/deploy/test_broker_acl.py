@@ -148,6 +148,23 @@ def test_reader_cannot_read_another_readers_acks(
     assert_nothing_arrives(client)
 
 
+def test_server_processes_share_events_that_readers_cannot_read_or_forge(
+    production_broker: ProductionBroker, site_database: Database, connect: Connect
+) -> None:
+    nosy = provision(site_database, production_broker, "nosy")
+    reader = as_reader(connect, production_broker, nosy)
+    reader.subscribe(topics.server_events())
+    web = as_server(connect, production_broker)
+    assert not web.subscribe(topics.server_events())[0].is_failure
+
+    reader.publish(topics.server_events(), b"forged event")
+    as_server(connect, production_broker).publish(topics.server_events(), b"committed")
+
+    assert web.next().payload == b"committed"
+    assert_nothing_arrives(web)
+    assert_nothing_arrives(reader)
+
+
 @pytest.mark.parametrize(
     ("username", "password"),
     [("stranger", "guess"), ("hall-a-1", "wrong password"), (None, None)],

@@ -18,6 +18,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import algorithms
+
 log = logging.getLogger(__name__)
 
 VPCD_PORT = 0x8C7B  # 35963, the port of vpcd's first slot
@@ -32,6 +35,8 @@ SW_INS_NOT_SUPPORTED = b"\x6d\x00"
 SW_FILE_NOT_FOUND = b"\x6a\x82"
 SW_WRONG_P1P2 = b"\x6b\x00"
 SW_CONDITIONS_NOT_SATISFIED = b"\x69\x85"
+SW_WRONG_LENGTH = b"\x67\x00"
+SW_REFERENCED_DATA_NOT_FOUND = b"\x6a\x88"
 
 # Answers an APDU with response data + SW, or None to vanish (card pulled away).
 Responder = Callable[[bytes], bytes | None]
@@ -113,6 +118,49 @@ class ContactApplet:
             data = self.content[offset : offset + (le or 256)]
             return data + SW_OK
         return SW_INS_NOT_SUPPORTED
+
+
+@dataclass
+class KeyedCard:
+    """A contactless card with one AES-128 key slot: the strong tier's card, or its clone.
+
+    Answers GET DATA with its UID like a PC/SC reader; takes its key with the
+    key-write command (CLA INS P1 `write_header`, P2 = keyref, Lc = 16, key) and
+    answers INTERNAL AUTHENTICATE (00 88 00 keyref Lc challenge Le) with
+    AES-CMAC(key, challenge). With no key (a clone of the UID alone) it answers
+    6A88, referenced data not found.
+    """
+
+    uid: bytes
+    key: bytes | None = field(default=None, repr=False)
+    keyref: int = 0
+    write_header: bytes = b"\x80\xd8\x00"
+
+    def respond(self, apdu: bytes) -> bytes:  # noqa: PLR0911 - one answer per case reads best
+        """Answer GET DATA, the key write and INTERNAL AUTHENTICATE."""
+        if apdu[:4] == b"\xff\xca\x00\x00":
+            return self.uid + SW_OK
+        if apdu[:3] == self.write_header:
+            if apdu[3] != self.keyref:
+                return SW_REFERENCED_DATA_NOT_FOUND
+            if len(apdu) != 5 + 16 or apdu[4] != 16:
+                return SW_WRONG_LENGTH
+            self.key = bytes(apdu[5:21])
+            return SW_OK
+        if apdu[:2] == b"\x00\x88":
+            if apdu[3] != self.keyref or self.key is None:
+                return SW_REFERENCED_DATA_NOT_FOUND
+            lc = apdu[4]
+            if len(apdu) < 5 + lc:
+                return SW_WRONG_LENGTH
+            mac = cmac.CMAC(algorithms.AES(self.key))
+            mac.update(bytes(apdu[5 : 5 + lc]))
+            return mac.finalize() + SW_OK
+        return SW_INS_NOT_SUPPORTED
+
+
+# ISO 14443-4 type A (a DESFire-like card): the strong tier's challenge needs APDUs.
+KEYED_CARD_ATR = iso14443_4_atr(b"\x80")
 
 
 def vanishing_responder(apdu: bytes) -> None:

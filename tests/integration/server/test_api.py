@@ -19,6 +19,7 @@ from server.sample import MinimalSeed, TapBuilder, seed_minimal
 from server.services.taps import record_taps
 from server.services.unit_of_work import UnitOfWork
 from server.settings import load_settings
+from tests.support.console import grant_api_token
 
 NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 Probes = Callable[..., Any]
@@ -46,6 +47,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
     try:
         with Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             http.runtime = app.state.runtime
+            grant_api_token(http, http.runtime.database)
             yield http
     finally:
         server.should_exit = True

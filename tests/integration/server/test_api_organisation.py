@@ -10,6 +10,7 @@ from server.api.app import create_app
 from server.domain.clock import FixedClock
 from server.runtime import ServerRuntime
 from server.settings import load_settings
+from tests.support.console import grant_api_token
 from tests.support.served import ApiClient, served
 
 NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
@@ -26,6 +27,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[ApiClient]:
     try:
         with served(create_app(settings, runtime=runtime)) as api:
             api.runtime = runtime
+            grant_api_token(api, runtime.database)
             yield api
     finally:
         runtime.stop()

@@ -15,6 +15,7 @@ from server.sample import MinimalSeed, TapBuilder, seed_minimal
 from server.services.taps import record_taps
 from server.services.unit_of_work import UnitOfWork
 from server.settings import load_settings
+from tests.support.console import grant_api_token
 from tests.support.served import ApiClient, served
 
 NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 3 March 2025, 09:00 in Shanghai
@@ -42,6 +43,7 @@ def app(
             db.add(SessionAudience(session_id=seed.session_id, org_unit_id=seed.org_unit_id))
         with served(create_app(settings, runtime=runtime)) as client:
             client.runtime = runtime
+            grant_api_token(client, runtime.database)
             yield client, seed
     finally:
         runtime.stop()

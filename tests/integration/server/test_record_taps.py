@@ -650,3 +650,51 @@ def test_losing_an_event_id_race_answers_with_the_winner(
     assert count(database, TapRecord) == 1
     assert count(database, Attendance) == 1
     assert len(ledger(database)) == 1
+
+
+def test_a_stored_repeat_in_a_batch_of_new_taps_changes_nothing_else(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    # The batch is first decided without looking event ids up; meeting the stored
+    # one, it is redone with the lookup first, so the repeat's effects never count.
+    [uid] = _add_members(database, seeded, 1)
+    stored = taps.received()
+    [original] = record(database, stored)
+    kiosk, repeat, fresh, balance = record(
+        database,
+        taps.received(mode=TapMode.KIOSK),
+        stored,
+        taps.received(uid=uid),
+        taps.received(mode=TapMode.KIOSK),
+    )
+
+    assert (repeat.result, repeat.points, repeat.display) == (
+        AckResult.DUPLICATE,
+        original.points,
+        original.display,
+    )
+    assert repeat.detail == "already recorded as accepted"
+    assert (fresh.result, fresh.points) == (AckResult.ACCEPTED, 2)
+    assert (kiosk.points, balance.points) == (2, 2)  # the repeat credited nothing
+    assert count(database, TapRecord) == 4  # the repeat is not stored again
+    assert count(database, Attendance) == 2
+    assert len(ledger(database)) == 2
+
+
+def test_a_batch_without_repeats_does_not_look_event_ids_up_first(
+    database: Database, taps: TapBuilder
+) -> None:
+    statements: list[str] = []
+
+    def count_statement(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(database.engine, "before_cursor_execute", count_statement)
+    try:
+        outcomes = record(database, taps.received(), taps.received(mode=TapMode.KIOSK))
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count_statement)
+
+    assert [o.result for o in outcomes] == [AckResult.ACCEPTED, AckResult.ACCEPTED]
+    looked_up = [s for s in statements if s.lstrip().startswith("SELECT") and "FROM taps" in s]
+    assert looked_up == []

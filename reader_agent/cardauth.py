@@ -1,0 +1,160 @@
+"""The reader's side of the strong identity tier: challenge a card, and personalise one.
+
+The reader never holds the master key. At a tap it sends the card INTERNAL
+AUTHENTICATE (00 88 00 <keyref> 10 <challenge> 00) with the tap's own event id
+as the 16-byte challenge and forwards the answer in `card.auth`; the server,
+which can derive the card's key, decides. A card without a key (a UID clone)
+answers with an error status and the tap goes out as UID-only.
+
+Personalising writes the one card key the server derived for this card's UID
+(`rollcall cards personalise-key --out FILE`) with a configurable command
+(CLA INS P1 from `key_write_header`, P2 = keyref, data = the 16-byte key).
+"""
+
+import logging
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from uuid import UUID
+
+from protocol import CardAuth, CardTech
+from reader_agent.errors import CardReadError, ConfigError
+from reader_agent.sources.apdu import StatusWordError, Transmit, describe_sw, exchange
+from reader_agent.sources.options import PcscOptions
+
+log = logging.getLogger(__name__)
+
+INTERNAL_AUTHENTICATE: Final = bytes.fromhex("0088")
+CHALLENGE_BYTES: Final = 16
+KEY_BYTES: Final = 16
+
+
+def challenge_for(event_id: UUID) -> bytes:
+    """The challenge for the tap `event_id`: its 16 bytes, as the server recomputes it."""
+    return event_id.bytes
+
+
+def internal_authenticate(keyref: int, challenge: bytes) -> bytes:
+    """INTERNAL AUTHENTICATE: 00 88 00 <keyref> Lc <challenge> 00 (Le: whatever the card has)."""
+    return INTERNAL_AUTHENTICATE + bytes([0x00, keyref, len(challenge)]) + challenge + b"\x00"
+
+
+@dataclass(frozen=True)
+class ChallengeResponse:
+    """An Authenticator for the pcsc source: the card's answer to the tap's challenge."""
+
+    keyref: int = 0
+    setup_apdus: Sequence[bytes] = ()
+
+    @classmethod
+    def from_options(cls, options: PcscOptions) -> "ChallengeResponse":
+        """The challenge settings of `[pcsc]` in reader.toml."""
+        return cls(options.auth_keyref, tuple(options.auth_setup_apdus()))
+
+    def __call__(
+        self, transmit: Transmit, tech: CardTech, uid: str, event_id: UUID
+    ) -> CardAuth | None:
+        """Challenge the card; None when it has no key to answer with (a UID-only tap)."""
+        challenge = challenge_for(event_id)
+        try:
+            for apdu in self.setup_apdus:
+                exchange(transmit, apdu)
+            response = exchange(transmit, internal_authenticate(self.keyref, challenge))
+        except StatusWordError as exc:
+            # A card with no key (or a clone of the UID alone) says so with a status word.
+            log.info("card %s did not answer the challenge (%s): UID-only tap", uid, exc)
+            return None
+        if not response.data:
+            log.info("card %s answered the challenge with no data: UID-only tap", uid)
+            return None
+        return CardAuth(challenge=challenge.hex(), response=response.data.hex())
+
+
+@dataclass(frozen=True)
+class CardKeyFile:
+    """What `rollcall cards personalise-key --out` wrote: one card's UID and key."""
+
+    uid: str
+    key: bytes = field(repr=False)
+    key_version: int
+    tech: str | None = None
+
+    @classmethod
+    def read(cls, path: Path) -> "CardKeyFile":
+        """Read and check a key file; ConfigError names what is wrong, never the key."""
+        try:
+            with path.open("rb") as stream:
+                values = tomllib.load(stream)
+        except OSError as exc:
+            raise ConfigError(f"key file {path} cannot be read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"key file {path} is not what personalise-key writes: {exc}"
+            ) from None
+        uid, key_hex, version = values.get("uid"), values.get("key"), values.get("key_version")
+        tech = values.get("tech")
+        if not isinstance(uid, str) or not isinstance(key_hex, str) or not isinstance(version, int):
+            raise ConfigError(f"key file {path} lacks uid, key or key_version")
+        try:
+            key = bytes.fromhex(key_hex)
+        except ValueError:
+            raise ConfigError(f"key file {path}: the key is not hex") from None
+        if len(key) != KEY_BYTES:
+            raise ConfigError(f"key file {path}: the key is not {KEY_BYTES} bytes")
+        return cls(uid.upper(), key, version, tech if isinstance(tech, str) else None)
+
+
+@dataclass
+class Personaliser:
+    """An Authenticator that writes a key file's key to the card it names, once."""
+
+    key_file: CardKeyFile
+    write_header: bytes
+    keyref: int = 0
+    setup_apdus: Sequence[bytes] = ()
+    written_uid: str | None = None
+    refusal: str | None = None
+
+    @classmethod
+    def from_options(cls, key_file: CardKeyFile, options: PcscOptions) -> "Personaliser":
+        """A personaliser using `[pcsc]`'s keyref, setup APDUs and key-write command."""
+        return cls(
+            key_file,
+            bytes.fromhex(options.key_write_header),
+            options.auth_keyref,
+            tuple(options.auth_setup_apdus()),
+        )
+
+    def write_key_apdu(self) -> bytes:
+        """CLA INS P1 from the settings, P2 = keyref, Lc = 16, the key."""
+        return self.write_header + bytes([self.keyref, KEY_BYTES]) + self.key_file.key
+
+    def __call__(
+        self, transmit: Transmit, tech: CardTech, uid: str, event_id: UUID
+    ) -> CardAuth | None:
+        """Write the key if this is the card the key file is for; remember what happened."""
+        del event_id  # personalising is not a tap
+        if uid != self.key_file.uid:
+            # A key diversified for another UID would make this card fail every challenge.
+            self.refusal = (
+                f"card {uid} is on the reader, but the key file is for {self.key_file.uid}"
+            )
+            return None
+        try:
+            for apdu in self.setup_apdus:
+                exchange(transmit, apdu)
+            exchange(transmit, self.write_key_apdu())
+        except StatusWordError as exc:
+            # Not str(exc): it quotes the APDU, and this one carries the key.
+            sw = exc.response.sw
+            self.refusal = f"the card refused the key with status {sw:04X} ({describe_sw(sw)})"
+            return None
+        except CardReadError:
+            # Its text may quote the APDU, key and all.
+            self.refusal = "the card could not be written: taken away or not answering"
+            return None
+        self.written_uid = uid
+        self.refusal = None
+        return None

@@ -1,0 +1,1 @@
+"""The strong card tier at the command line."""

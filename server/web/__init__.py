@@ -1,0 +1,1 @@
+"""The administrators' web console: server-rendered Jinja2 pages with HTMX, Chinese first."""

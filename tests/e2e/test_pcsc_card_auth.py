@@ -1,0 +1,219 @@
+"""The strong card tier end to end: pcscd with vpcd and keyed virtual cards, `rollcall-reader`
+personalising and challenging them, a real Mosquitto and `rollcall serve` deciding.
+
+A card personalised with its diversified key is credited in a room that requires
+the strong tier; a clone with the same UID and no key is refused there, flagged as
+a suspected clone and credited nothing; once the room no longer requires the tier,
+a UID-only card is accepted again, labelled as such.
+"""
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from server.db.models import SuspectedClone, TapRecord
+from tests.e2e import harness
+from tests.integration.pcsc.pcscd import (
+    READER_NAME,
+    Pcscd,
+    PcscdUnavailable,
+    check_stack,
+    machine_lock,
+    wait_reader_empty,
+    write_vpcd_config,
+)
+from tests.integration.pcsc.vicc import KEYED_CARD_ATR, KeyedCard, VirtualCard
+from tests.support.mosquitto import Mosquitto
+from tests.support.processes import Process
+from tests.support.roster import MEMBER_NAME, SESSION_TITLE
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOM = "R000"  # the seeded reader's room
+MASTER_KEYS = "1:0F1E2D3C4B5A69788796A5B4C3D2E1F0\n2:8E1F2A93C4D5B6E7F8091A2B3C4D5E6F\n"
+WATCHING = f"watching PC/SC reader {READER_NAME!r}"
+ACK_WAIT = 60.0
+
+
+def accepted(index: int) -> str:
+    who = f"{MEMBER_NAME.format(index=index)} \\| {SESSION_TITLE}"
+    return rf"^\[accepted\] 签到成功 \+{harness.POINTS} — {who}$"
+
+
+REFUSED = r"^\[error\] 卡片认证失败 — 疑似复制卡 \| 请联系管理员$"
+
+
+@pytest.fixture
+def vpcd_reader(tmp_path: Path) -> Iterator[Pcscd]:
+    """A pcscd of this test's own with vpcd as its only reader, its slot empty."""
+    try:
+        check_stack()
+    except PcscdUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    base = tmp_path / "pcscd"
+    daemon = Pcscd(write_vpcd_config(base / "reader.conf.d"), base / "pcscd.log")
+    with machine_lock(), ExitStack() as cleanup:
+        cleanup.callback(daemon.give_back)
+        cleanup.callback(daemon.stop)
+        try:
+            daemon.start()
+        except PcscdUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield daemon
+
+
+def rollcall(tmp_path: Path, env: dict[str, str], *args: str) -> Process:
+    """Run one `rollcall` administration command to completion; fail on a non-zero exit."""
+    log = tmp_path / "admin.log"
+    proc = Process([str(harness.BIN / "rollcall"), *args], env=env, log_path=log)
+    assert proc.wait(timeout=60) == 0, log.read_text(errors="replace")
+    return proc
+
+
+def reader_config(tmp_path: Path) -> Path:
+    config = tmp_path / "reader.toml"
+    config.write_text(f'[pcsc]\nreader = "{READER_NAME}"\nchallenge_response = true\n')
+    return config
+
+
+def pcsc_agent(tmp_path: Path, mqtt_url: str) -> Process:
+    """`rollcall-reader run` on the pcsc source with challenge-response on, no debounce."""
+    return Process(
+        [
+            str(harness.BIN / "rollcall-reader"),
+            "run",
+            "--config",
+            str(reader_config(tmp_path)),
+            "--id",
+            harness.READER_ID,
+            "--mqtt-url",
+            mqtt_url,
+            "--outbox",
+            str(tmp_path / "outbox.sqlite3"),
+            "--source",
+            "pcsc",
+            "--debounce",
+            "0",
+        ],
+        log_path=tmp_path / "reader.log",
+    )
+
+
+def tap(agent: Process, card: VirtualCard, expected: str) -> None:
+    """Put the card on the reader until the agent shows the server's answer, then lift it."""
+    before = agent.count(expected)
+    card.insert()
+    try:
+        agent.wait_until(lambda: agent.count(expected) > before, timeout=ACK_WAIT)
+    finally:
+        card.remove()
+        wait_reader_empty(timeout=10)
+
+
+def tap_rows(database_url: str) -> list[tuple[str, str | None, str | None, bool]]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    TapRecord.card_uid, TapRecord.result, TapRecord.card_tier, TapRecord.flagged
+                ).order_by(TapRecord.id)
+            )
+            return [(u, r, t, f) for u, r, t, f in rows]
+    finally:
+        engine.dispose()
+
+
+def clones(database_url: str) -> list[tuple[str, int]]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(SuspectedClone.uid, SuspectedClone.tap_count))
+            return [(u, n) for u, n in rows]
+    finally:
+        engine.dispose()
+
+
+def test_personalised_card_passes_and_its_clone_is_refused_in_a_strong_room(
+    vpcd_reader: Pcscd, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    del vpcd_reader  # only needed running
+    database_url = f"sqlite:///{tmp_path / 'rollcall.sqlite3'}"
+    harness.upgrade(database_url, tmp_path)
+    roster = harness.seed(database_url, members=2)
+    uid, other_uid = roster.uids
+    key_store = tmp_path / "secrets" / "card-master.keys"
+    key_store.parent.mkdir()
+    key_store.write_text(MASTER_KEYS)
+    env = {
+        "ROLLCALL_DATABASE_URL": database_url,
+        "ROLLCALL_DATA_DIR": str(tmp_path),
+        "ROLLCALL_CARD_MASTER_KEY_FILE": str(key_store),
+    }
+
+    # Enrolment: the server derives the card's key; the reader writes it to the card.
+    key_file = tmp_path / "card.key"
+    rollcall(tmp_path, env, "cards", "personalise-key", "--uid", uid, "--out", str(key_file))
+    assert key_file.stat().st_mode & 0o077 == 0
+    genuine = KeyedCard(bytes.fromhex(uid))
+    card = VirtualCard(KEYED_CARD_ATR, genuine.respond)
+    personalise = Process(
+        [
+            str(harness.BIN / "rollcall-reader"),
+            "personalise",
+            "--config",
+            str(reader_config(tmp_path)),
+            "--key-file",
+            str(key_file),
+        ],
+        log_path=tmp_path / "personalise.log",
+    )
+    personalise.wait_for(r"^\[waiting\] ", timeout=30)
+    card.insert()
+    try:
+        assert personalise.wait(timeout=30) == 0, personalise.lines
+    finally:
+        card.remove()
+    assert personalise.count(rf"^\[personalised\] {uid} key_version=2$") == 1
+    assert genuine.key is not None
+    wait_reader_empty(timeout=10)
+    rollcall(tmp_path, env, "rooms", "require-strong", ROOM)
+
+    clone = VirtualCard(KEYED_CARD_ATR, KeyedCard(bytes.fromhex(uid)).respond)
+    unkeyed = VirtualCard(KEYED_CARD_ATR, KeyedCard(bytes.fromhex(other_uid)).respond)
+    server_env = {**env, "ROLLCALL_MQTT_URL": mosquitto.url}
+    del server_env["ROLLCALL_DATA_DIR"]  # the harness gives the server its own
+    with harness.server(tmp_path, server_env), ExitStack() as cleanup:
+        agent = pcsc_agent(tmp_path, mosquitto.url)
+        cleanup.callback(agent.terminate)
+        log = tmp_path / "reader.log"
+        agent.wait_until(lambda: WATCHING in log.read_text(errors="replace"), timeout=ACK_WAIT)
+
+        # The clone first: refused, flagged, nothing credited; then the genuine card passes.
+        tap(agent, clone, REFUSED)
+        got = harness.totals(database_url, roster.session_id)
+        assert (got.attendance, got.ledger_entries) == (0, 0)
+        tap(agent, card, accepted(0))
+        got = harness.totals(database_url, roster.session_id)
+        assert (got.attendance, got.ledger_entries, got.ledger_sum) == (1, 1, harness.POINTS)
+
+        # Where the tier is not required, a UID-only card is accepted and labelled.
+        tap(agent, unkeyed, REFUSED)
+        rollcall(tmp_path, env, "rooms", "require-strong", ROOM, "--off")
+        tap(agent, unkeyed, accepted(1))
+        agent.wait_until(lambda: harness.outbox_depth(tmp_path) == 0, timeout=20)
+
+    assert tap_rows(database_url) == [
+        (uid, "rejected", "uid", True),
+        (uid, "accepted", "strong", False),
+        (other_uid, "rejected", "uid", True),
+        (other_uid, "accepted", "uid", False),
+    ]
+    assert sorted(clones(database_url)) == sorted([(uid, 1), (other_uid, 1)])
+    got = harness.totals(database_url, roster.session_id)
+    assert (got.attendance, got.ledger_entries, got.ledger_sum) == (2, 2, 2 * harness.POINTS)
+    listing = rollcall(tmp_path, env, "cards", "clones")
+    assert listing.count(rf"^iso14443a:{uid}\t") == 1

@@ -1,0 +1,184 @@
+"""The strong card tier through record_taps on both backends: verdicts, labels, the clone inbox."""
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from protocol import AckResult, CardAuth, CardId, Tap
+from server.db.engine import Database
+from server.db.models import (
+    ActivityType,
+    Attendance,
+    AuditEntry,
+    LedgerEntry,
+    Room,
+    SuspectedClone,
+    TapRecord,
+)
+from server.domain.cardkeys import CardKeyring, card_response, challenge_for
+from server.sample import MinimalSeed, TapBuilder
+from server.services.cardauth import (
+    list_suspected_clones,
+    personalise_card,
+    set_activity_type_requirement,
+    set_room_requirement,
+)
+from server.services.taps import ReceivedTap, TapPolicy, record_taps
+from server.services.unit_of_work import UnitOfWork
+
+NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
+OLD_MASTER = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")
+MASTER = bytes.fromhex("8E1F2A93C4D5B6E7F8091A2B3C4D5E6F")
+KEYRING = CardKeyring({1: OLD_MASTER, 2: MASTER}, current=2)
+POLICY = TapPolicy(card_keys=KEYRING)
+
+
+def answered(tap: Tap, key: bytes | None) -> Tap:
+    """The tap as a reader sends it after challenging a card holding `key` (None: no answer)."""
+    challenge = challenge_for(tap.event_id)
+    response = card_response(key, challenge) if key is not None else bytes(16)
+    auth = CardAuth(challenge=challenge.hex(), response=response.hex())
+    card = CardId(tech=tap.card.tech, uid=tap.card.uid, auth=auth)
+    return tap.model_copy(update={"card": card})
+
+
+def record(database: Database, *taps: Tap, policy: TapPolicy = POLICY) -> list[AckResult]:
+    batch = [ReceivedTap(tap, NOW) for tap in taps]
+    return [o.result for o in record_taps(UnitOfWork(database.write_sessions), batch, policy)]
+
+
+def personalise(database: Database, seeded: MinimalSeed) -> bytes:
+    with database.write_sessions.begin() as session:
+        made = personalise_card(session, KEYRING, seeded.card_uid, actor="test")
+    return made.key
+
+
+def require_room(database: Database, seeded: MinimalSeed, *, required: bool = True) -> None:
+    with database.write_sessions.begin() as session:
+        room_code = session.scalar(select(Room.code).where(Room.id == seeded.room_id))
+        assert room_code is not None
+        set_room_requirement(session, room_code, required=required, actor="test")
+
+
+def counts(database: Database) -> tuple[int, int, int]:
+    with database.sessions() as db:
+        return (
+            int(db.scalar(select(func.count()).select_from(Attendance)) or 0),
+            int(db.scalar(select(func.count()).select_from(LedgerEntry)) or 0),
+            int(db.scalar(select(func.count()).select_from(SuspectedClone)) or 0),
+        )
+
+
+def tiers(database: Database) -> list[tuple[str, str | None, bool]]:
+    with database.sessions() as db:
+        rows = db.execute(
+            select(TapRecord.result, TapRecord.card_tier, TapRecord.flagged).order_by(TapRecord.id)
+        )
+        return [(r, t, f) for r, t, f in rows]
+
+
+def test_personalised_card_passes_in_a_strong_room_and_is_credited(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    key = personalise(database, seeded)
+    require_room(database, seeded)
+
+    assert record(database, answered(taps.tap(), key)) == [AckResult.ACCEPTED]
+    assert counts(database) == (1, 1, 0)
+    assert tiers(database) == [("accepted", "strong", False)]
+
+
+@pytest.mark.parametrize("answer", ["none", "wrong key", "unkeyed clone"])
+def test_a_card_that_does_not_prove_itself_is_refused_and_filed_as_a_clone(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder, answer: str
+) -> None:
+    personalise(database, seeded)
+    require_room(database, seeded)
+    tap = taps.tap()
+    if answer == "wrong key":
+        tap = answered(tap, bytes(range(16)))
+    elif answer == "unkeyed clone":
+        tap = answered(tap, None)
+
+    assert record(database, tap) == [AckResult.REJECTED]
+    assert counts(database) == (0, 0, 1)
+    tier = "uid" if answer == "none" else "failed"
+    assert tiers(database) == [("rejected", tier, True)]
+    with database.sessions() as db:
+        [clone] = list_suspected_clones(db)
+        detail = db.scalar(select(TapRecord.detail))
+    assert (clone.uid, clone.tap_count, clone.last_reader_id) == (
+        seeded.card_uid,
+        1,
+        seeded.reader_id,
+    )
+    assert detail is not None
+    assert detail.startswith("suspected clone")
+
+
+def test_an_answer_recorded_for_another_tap_is_not_accepted(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    key = personalise(database, seeded)
+    require_room(database, seeded)
+    recorded = answered(taps.tap(), key)
+    replay = taps.tap().model_copy(update={"card": recorded.card})
+
+    assert record(database, replay) == [AckResult.REJECTED]
+    assert counts(database) == (0, 0, 1)
+
+
+def test_uid_taps_are_accepted_and_labelled_where_the_tier_is_not_required(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    assert record(database, answered(taps.tap(), None)) == [AckResult.ACCEPTED]
+    assert record(database, taps.tap()) == [AckResult.DUPLICATE]
+    assert counts(database) == (1, 1, 0)
+    assert tiers(database) == [("accepted", "failed", False), ("duplicate", "uid", False)]
+
+
+def test_an_activity_type_can_require_the_tier(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    with database.write_sessions.begin() as session:
+        code = session.scalar(
+            select(ActivityType.code).where(ActivityType.id == seeded.activity_type_id)
+        )
+        assert code is not None
+        set_activity_type_requirement(session, code, required=True, actor="test")
+
+    assert record(database, taps.tap()) == [AckResult.REJECTED]
+    key = personalise(database, seeded)
+    assert record(database, answered(taps.tap(), key)) == [AckResult.ACCEPTED]
+    assert counts(database) == (1, 1, 1)
+
+
+def test_cards_personalised_under_an_older_master_key_still_verify(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    old = CardKeyring({1: OLD_MASTER}, current=1)
+    with database.write_sessions.begin() as session:
+        made = personalise_card(session, old, seeded.card_uid, actor="test")
+    require_room(database, seeded)
+
+    assert record(database, answered(taps.tap(), made.key)) == [AckResult.ACCEPTED]
+
+
+def test_without_a_master_key_no_answer_can_pass_a_strong_room(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    key = personalise(database, seeded)
+    require_room(database, seeded)
+
+    assert record(database, answered(taps.tap(), key), policy=TapPolicy()) == [AckResult.REJECTED]
+    require_room(database, seeded, required=False)
+    assert record(database, taps.tap(), policy=TapPolicy()) == [AckResult.ACCEPTED]
+
+
+def test_personalising_and_requiring_are_audited(database: Database, seeded: MinimalSeed) -> None:
+    personalise(database, seeded)
+    require_room(database, seeded)
+    with database.sessions() as db:
+        actions = list(db.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+    assert actions == ["card.personalise", "room.strong_tier"]
