@@ -8,14 +8,23 @@ RollcallError
 │   ├── InvalidRecurrence  an RFC 5545 rule that cannot be parsed or never ends
 │   ├── LedgerError      a reversal of an unknown or already reversed entry, an empty adjustment
 │   ├── NotReady         absences asked for before the session may be closed
-│   └── Conflict         an action that contradicts the record's state (closing twice …)
+│   ├── Conflict         an action that contradicts the record's state (closing twice …)
+│   ├── CardKeyError     a card master key or card answer that cannot be used (domain.cardkeys)
+│   └── BadImportFile    an import file that cannot be read at all (services.imports)
 ├── StorageError         the database cannot be opened, or its schema is not usable
 │   └── SchemaOutOfDate  the schema is behind the code: run `rollcall db upgrade`
 ├── BrokerError          the embedded MQTT broker cannot start or stop
 ├── NotFound             a member, session … asked for by id does not exist (HTTP 404)
 ├── Unhealthy            a health check failed; carries the report (HTTP 503)
 ├── SampleDataError      sample data cannot be seeded (the database is not empty)
-└── ProvisioningError    a reader's credentials, the broker's files or the site CA cannot be made
+├── ProvisioningError    a reader's credentials, the broker's files or the site CA cannot be made
+├── AuthError            sign-in and permissions (services.auth; HTTP 401/403/429)
+│   ├── NotSignedIn, Forbidden, BadCredentials, Throttled, CsrfRejected
+│   └── DeviceRefused    a kiosk or screen token that is unknown or revoked (also KioskError)
+└── KioskError           the kiosk and live screens (server.kiosk.errors)
+
+Errors that belong to one package live beside it (their module is named above) and
+subclass a branch of this tree, so the API's handlers map them like the rest.
 
 Library errors are translated where they enter our code, with
 `raise OurError(...) from exc`, so callers handle one family.
