@@ -5,8 +5,10 @@ Usage: python -m bench.tapstorm [--db sqlite|postgresql] [--quick] [--out bench/
 One run starts its own Mosquitto and a fresh database, migrates and seeds it,
 measures raw broker passthrough, then runs `rollcall ingest` as a separate
 process while N simulated readers publish taps: saturation throughput, then
-tap-to-ack latency at fixed offered rates. After every phase it checks in the
-database that each tap was recorded exactly once and credited at most once.
+tap-to-ack latency at fixed offered rates, an overload at 1.5 × saturation, and
+the drain of a backlog queued by the broker while ingest was paused. After every
+phase it checks in the database that each tap was recorded exactly once and
+credited at most once.
 Writes tapstorm-<db>.json and tapstorm-<db>.png to the output directory.
 """
 
@@ -21,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +48,8 @@ class Profile:
     passthrough_messages: int
     saturation_taps: int
     rates: tuple[tuple[int, float], ...]  # (offered taps/s, seconds)
+    overload_seconds: float  # at 1.5 × the saturation rate measured in the same run
+    backlog_taps: int  # published while ingest is stopped, then drained
     warmup_taps: int = 500
 
 
@@ -54,6 +59,8 @@ QUICK = Profile(
     passthrough_messages=10_000,
     saturation_taps=10_000,
     rates=((100, 4.0), (1000, 4.0), (5000, 3.0)),
+    overload_seconds=8.0,
+    backlog_taps=20_000,
 )
 FULL = Profile(
     members=5000,
@@ -61,6 +68,8 @@ FULL = Profile(
     passthrough_messages=40_000,
     saturation_taps=40_000,
     rates=((100, 20.0), (1000, 20.0), (5000, 15.0)),
+    overload_seconds=15.0,
+    backlog_taps=100_000,
 )
 
 
@@ -153,13 +162,63 @@ class Rig:
     database_url: str
 
 
+def ingest_pids(ingest: services.Ingest | services.IngestGroup) -> list[int]:
+    """Process ids of every ingest process."""
+    if isinstance(ingest, services.IngestGroup):
+        return [member.proc.pid for member in ingest.members]
+    return [ingest.proc.pid]
+
+
+def publish_while_stopped(rig: Rig, planned: list[Any]) -> tuple[PhaseResult, float, float]:
+    """Stop ingest (SIGSTOP), publish everything, resume it once the broker holds it all.
+
+    Stands in for readers that were offline: the broker queues the taps for the
+    ingest's persistent session (`max_queued_messages 0` = no limit). No window,
+    since nothing is answered while ingest is stopped. Returns the result, the
+    perf_counter time of the resume and the seconds spent publishing.
+    """
+    readers, pids = rig.readers, ingest_pids(rig.ingest)
+    box: dict[str, PhaseResult] = {}
+
+    def publish() -> None:
+        box["result"] = readers.run(planned, None, window=len(planned) + 1)
+
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    started = time.perf_counter()
+    thread = threading.Thread(target=publish, name="backlog-publisher", daemon=True)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 300
+        # PUBACKed by the broker = gone from paho's outgoing queue.
+        while time.monotonic() < deadline and (
+            readers.outstanding < len(planned)
+            or any(len(client._out_messages) for client in readers.clients)
+        ):
+            time.sleep(0.01)
+    finally:
+        published = time.perf_counter() - started
+        resumed = time.perf_counter()
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    thread.join()
+    return box["result"], resumed, published
+
+
 def run_phase(
-    rig: Rig, name: str, count: int, rate: float | None, profile_to: Path | None = None
+    rig: Rig,
+    name: str,
+    count: int,
+    rate: float | None,
+    profile_to: Path | None = None,
+    *,
+    stop_ingest: bool = False,
 ) -> dict[str, Any]:
     """Plan, publish, wait for every ack, then check the database.
 
     With `profile_to`, py-spy samples the ingest process during the phase and
     writes collapsed stacks there (one line per stack, with its sample count).
+    With `stop_ingest`, ingest is stopped while the taps are published (a backlog).
     """
     readers, ledger, ingest, broker = rig.readers, rig.ledger, rig.ingest, rig.broker
     start = ledger.taps_sent
@@ -189,7 +248,10 @@ def run_phase(
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)  # py-spy needs a moment to attach
-    result = readers.run(planned, rate)
+    if stop_ingest:
+        result, resumed, published = publish_while_stopped(rig, planned)
+    else:
+        result = readers.run(planned, rate)
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=30)
@@ -220,6 +282,9 @@ def run_phase(
         "broker_cpu_us_per_tap": broker_cpu / count * 1e6,
         "generator_cpu_us_per_tap": gen_cpu / count * 1e6,
         "db_check": check,
+        # Published (PUBACKed) but never answered or never stored: dropped on the way.
+        "unanswered": count - result.acked,
+        "missing_in_db": check["missing"],
     }
     flag = "ok" if check["ok"] and not result.timed_out else "FAILED"
     print(
@@ -229,6 +294,12 @@ def run_phase(
         f"results {dict(result.results)}  exactly-once {flag}",
         flush=True,
     )
+    if stop_ingest:
+        acks = [t for t in result.acked_at if not math.isnan(t)]
+        drain = max(acks) - resumed if acks else math.nan
+        phase["publish_seconds"] = published
+        phase["drain_seconds"] = drain
+        phase["drain_taps_per_s"] = len(acks) / drain if acks else math.nan
     return phase
 
 
@@ -352,6 +423,29 @@ def run(
             for rate, seconds in profile.rates:
                 name = f"rate-{rate}"
                 phases.append(run_phase(rig, name, int(rate * seconds), float(rate), spy(name)))
+            saturation = phases[1]["steady_taps_per_s"]
+            over = 1.5 * saturation
+            phase = run_phase(rig, "overload", int(over * profile.overload_seconds), over)
+            phase["saturation_taps_per_s"] = saturation
+            phases.append(phase)
+            print(
+                f"  {'':<12} offered {over:.0f}/s = 1.5 × saturation {saturation:.0f}/s, "
+                f"achieved {phase['overall_taps_per_s']:.0f}/s; "
+                f"dropped: {phase['unanswered']} unanswered, "
+                f"{phase['missing_in_db']} missing in the database",
+                flush=True,
+            )
+            phase = run_phase(rig, "backlog", profile.backlog_taps, None, stop_ingest=True)
+            phase["saturation_taps_per_s"] = saturation
+            phase["drain_to_saturation"] = phase["drain_taps_per_s"] / saturation
+            phases.append(phase)
+            print(
+                f"  {'':<12} published in {phase['publish_seconds']:.1f} s with ingest stopped; "
+                f"drained {phase['acked']} in {phase['drain_seconds']:.1f} s = "
+                f"{phase['drain_taps_per_s']:.0f}/s = "
+                f"{phase['drain_to_saturation']:.2f} × saturation (target ≥ 0.5)",
+                flush=True,
+            )
             report["ingest_peak_rss_bytes"] = ingest.peak_rss()
         finally:
             if readers is not None:
@@ -369,6 +463,11 @@ def run(
     report["exactly_once"] = all(
         p["db_check"]["ok"] and not p["timed_out"] for p in report["phases"]
     )
+    over = next(p for p in report["phases"] if p["name"] == "overload")
+    report["overload_dropped"] = over["unanswered"] + over["missing_in_db"]
+    backlog = next(p for p in report["phases"] if p["name"] == "backlog")
+    report["backlog_drain_taps_per_s"] = backlog["drain_taps_per_s"]
+    report["backlog_drain_to_saturation"] = backlog["drain_to_saturation"]
     return report
 
 
@@ -406,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         f"tapstorm: saturation {report['saturation_taps_per_s']:.0f} taps/s = "
         f"{report['ratio_e2e_to_passthrough']:.2f} × passthrough; "
         f"ingest peak RSS {report['ingest_peak_rss_bytes'] / 2**20:.0f} MiB; "
+        f"overload dropped {report['overload_dropped']}; "
+        f"backlog drain {report['backlog_drain_to_saturation']:.2f} × saturation; "
         f"exactly-once {'ok' if report['exactly_once'] else 'FAILED'}; "
         f"{report['wall_seconds']:.0f} s; wrote {json_path}",
         flush=True,
