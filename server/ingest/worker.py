@@ -27,7 +27,6 @@ unavailable are kept and retried with back-off, never acknowledged.
 
 import logging
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -300,25 +299,13 @@ class IngestWorker:
         # is the broker's max_inflight_messages towards us: we answer only the
         # taps it let us hold.
         client.max_inflight_messages = 0
-        client.reconnect_delay_set(1, 30)
-        if self.endpoint.username is not None:
-            client.username_pw_set(self.endpoint.username, self.endpoint.password)
-        if self.endpoint.tls:
-            client.tls_set()
-        client.on_socket_open = self._on_socket_open
+        self.endpoint.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         return client
-
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        # Nagle's algorithm would hold small acks back 20-40 ms per hop.
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError) as exc:
-            log.debug("cannot set TCP_NODELAY: %s", exc)
 
     def _on_connect(
         self,

@@ -14,7 +14,6 @@ carrying its own origin, so no page sees an event twice.
 """
 
 import logging
-import socket
 import threading
 import uuid
 from collections.abc import Sequence
@@ -53,12 +52,7 @@ class EventRelay:
             clean_session=True,
             protocol=mqtt.MQTTv311,
         )
-        self._client.reconnect_delay_set(1, 30)
-        if endpoint.username is not None:
-            self._client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            self._client.tls_set()
-        self._client.on_socket_open = self._on_socket_open
+        endpoint.configure(self._client)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
@@ -95,13 +89,6 @@ class EventRelay:
             )
         except Exception:
             log.exception("tap events not published")
-
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        # Nagle's algorithm would hold each small event back 20-40 ms.
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError) as exc:
-            log.debug("cannot set TCP_NODELAY: %s", exc)
 
     def _on_connect(
         self,
