@@ -236,6 +236,14 @@ def _member(db: Session, principal: Principal, employee_no: str) -> Member:
     return member
 
 
+def _attendance(db: Session, session_id: int, member_id: int) -> Attendance | None:
+    return db.scalar(
+        select(Attendance).where(
+            Attendance.session_id == session_id, Attendance.member_id == member_id
+        )
+    )
+
+
 def _resettle(
     connection: Connection, session_id: int, reason: str, now: datetime, zone: tzinfo
 ) -> int:
@@ -260,11 +268,7 @@ def mark_leave(
         db = uow.session
         meeting = _open_session(db, principal, session_id)
         member = _member(db, principal, employee_no)
-        att = db.scalar(
-            select(Attendance).where(
-                Attendance.session_id == session_id, Attendance.member_id == member.id
-            )
-        )
+        att = _attendance(db, session_id, member.id)
         if att is not None and att.status in _CHECKED_IN:
             raise Conflict(f"{member.name} checked in to this session; void the check-in first")
         leave = db.scalar(
@@ -341,11 +345,7 @@ def manual_checkin(
         )
         if not window.opens_at <= at <= window.closes_at:
             raise DomainError("the check-in time lies outside the session's check-in window")
-        att = db.scalar(
-            select(Attendance).where(
-                Attendance.session_id == session_id, Attendance.member_id == member.id
-            )
-        )
+        att = _attendance(db, session_id, member.id)
         if att is not None and att.checked_in_at is not None:
             raise Conflict(f"{member.name} is already checked in")
         status = window.status_at(at)
@@ -429,11 +429,7 @@ def void_checkin(
         db = uow.session
         meeting = _open_session(db, principal, session_id)
         member = _member(db, principal, employee_no)
-        att = db.scalar(
-            select(Attendance).where(
-                Attendance.session_id == session_id, Attendance.member_id == member.id
-            )
-        )
+        att = _attendance(db, session_id, member.id)
         if att is None or att.checked_in_at is None:
             raise Conflict(f"{member.name} has no check-in to void")
         taps = db.execute(
