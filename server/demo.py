@@ -22,6 +22,7 @@ from typing import TextIO
 import uvicorn
 from sqlalchemy import func, select
 
+from protocol import TapMode
 from server.api.app import create_app
 from server.db.models import Attendance, LedgerEntry, Reader, TapRecord
 from server.errors import ConfigError
@@ -85,7 +86,14 @@ def _pair_screens(runtime: ServerRuntime, data: DemoData) -> tuple[str, str]:
     first = data.reader_ids[0]
     with runtime.database.write_sessions() as db, db.begin():
         room_id = db.scalar(select(Reader.room_id).where(Reader.reader_id == first))
-        db.add(Reader(reader_id=KIOSK_READER, name="大厅自助查询机", room_id=room_id))
+        db.add(
+            Reader(
+                reader_id=KIOSK_READER,
+                name="大厅自助查询机",
+                room_id=room_id,
+                mode=TapMode.KIOSK.value,
+            )
+        )
     now = datetime.now(UTC)
     uow = UnitOfWork(runtime.database.write_sessions)
     _, kiosk_token = create_device(
