@@ -26,11 +26,19 @@ from bench.load import plan_taps
 from protocol import encode
 from server.db.engine import open_database
 from server.ingest.inbound import tap_submission
+from server.services.reference import UNCACHED, ReferenceCache
 from server.services.taps import record_taps
 from server.services.unit_of_work import UnitOfWork
 
 
-def measure(kind: str, sizes: list[int], taps_per_size: int, rounds: int, profile: int = 0) -> None:
+def measure(  # noqa: PLR0917 - a benchmark entry point: its options, in order
+    kind: str,
+    sizes: list[int],
+    taps_per_size: int,
+    rounds: int,
+    profile: int = 0,
+    cached: bool = True,
+) -> None:
     """Print CPU µs per tap and per batch for each batch size (min and median of rounds)."""
     with tempfile.TemporaryDirectory(prefix="rollcall-recordcost-") as tmp:
         workdir = Path(tmp)
@@ -39,9 +47,14 @@ def measure(kind: str, sizes: list[int], taps_per_size: int, rounds: int, profil
             members = taps_per_size * len(sizes) * rounds // 10 + 10
             fleet = services.seed(url, members=members, readers=10)
             database = open_database(url)
+            # As the ingest worker does: readers, sessions and rules kept between batches.
+            reference = ReferenceCache() if cached else UNCACHED
             try:
                 start = 0
-                print(f"recordcost: {kind}, {members} members, 10 readers")
+                print(
+                    f"recordcost: {kind}, {members} members, 10 readers, "
+                    f"reference data {'kept between batches' if cached else 'read per batch'}"
+                )
                 for size in sizes:
                     per_round = []
                     for _ in range(rounds):
@@ -59,7 +72,9 @@ def measure(kind: str, sizes: list[int], taps_per_size: int, rounds: int, profil
                                 tap_submission(topics_[j], planned[j].payload, now)
                                 for j in range(i, min(i + size, len(planned)))
                             ]
-                            outcomes = record_taps(UnitOfWork(database.write_sessions), batch)
+                            outcomes = record_taps(
+                                UnitOfWork(database.write_sessions), batch, reference=reference
+                            )
                             for outcome in outcomes:
                                 ack = outcome.ack()
                                 if ack is not None:
@@ -91,11 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--taps", type=int, default=1000, help="taps per size per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
+        "--uncached",
+        action="store_true",
+        help="read readers, sessions and rules per batch (no ReferenceCache)",
+    )
+    parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="cProfile each round, print N lines"
     )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    measure(args.db, sizes, args.taps, args.rounds, args.profile)
+    measure(args.db, sizes, args.taps, args.rounds, args.profile, cached=not args.uncached)
     return 0
 
 

@@ -231,6 +231,24 @@ def readers_by_id(connection: Connection, reader_ids: Iterable[str]) -> dict[str
     return found
 
 
+_POSITIONS = _Query.build(
+    lambda in_list: select(Reader.reader_id, Reader.last_boot_id, Reader.last_seq).where(
+        in_list(Reader.reader_id, "ids")
+    )
+)
+
+
+def reader_positions(
+    connection: Connection, reader_ids: Iterable[str]
+) -> dict[str, tuple[uuid.UUID | None, int | None]]:
+    """The newest (boot_id, seq) accepted from each of these readers."""
+    found: dict[str, tuple[uuid.UUID | None, int | None]] = {}
+    for part in chunks(set(reader_ids)):
+        for reader_id, boot_id, seq in _POSITIONS.run(connection, {"ids": part}):
+            found[reader_id] = (boot_id, seq)
+    return found
+
+
 _CARDS = _Query.build(
     lambda in_list: (
         select(

@@ -678,3 +678,21 @@ class DeviceToken(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+# --- issue 8: what the ingest may keep between batches (migration 0009) ---
+
+
+class ReferenceGeneration(Base):
+    """One row, raised by triggers whenever reference data the tap path reads changes.
+
+    The triggers (migration 0009) watch readers (room, mode, signing key), rooms,
+    sessions, their rooms and audiences, activity types, rule versions, the
+    strong-tier requirements and org units; see `server/services/reference.py`.
+    """
+
+    __tablename__ = "reference_generation"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -48,6 +48,7 @@ from server.ingest.counters import IngestCounters
 from server.ingest.endpoint import MqttEndpoint
 from server.ingest.inbound import reader_status, tap_submission
 from server.services.readers import StatusReport, record_statuses
+from server.services.reference import ReferenceCache
 from server.services.taps import (
     DEFAULT_POLICY,
     Outcome,
@@ -219,6 +220,8 @@ class IngestWorker:
         self._on_committed = on_committed
         self.counters = IngestCounters()
         self._database = database
+        # Readers, sessions and rules kept between batches while unchanged.
+        self.reference = ReferenceCache()
         self._clock = clock
         self._queue: queue.Queue[_Inbound] = queue.Queue()
         self._accepting = threading.Event()
@@ -524,7 +527,10 @@ class IngestWorker:
 
     def _record_taps(self, submissions: Sequence[Submission]) -> list[Outcome]:
         return record_taps(
-            UnitOfWork(self._database.write_sessions), submissions, self.options.policy
+            UnitOfWork(self._database.write_sessions),
+            submissions,
+            self.options.policy,
+            self.reference,
         )
 
     def _record_one(self, submission: Submission) -> Outcome | None:

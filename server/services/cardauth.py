@@ -1,8 +1,9 @@
 """The strong card tier: master keys, where the tier is required, verdicts per batch, clones.
 
-Recording a batch of taps asks `load_tier_context` once (one query for where the
-strong tier is required, one more for key versions only when some tap carries a
-card answer) and then judges each tap in memory. A tap where the tier is
+Recording a batch of taps asks `load_tier_context` once (where the strong tier
+is required: one query, or kept by the ingest's reference cache; key versions:
+one more query only when some tap carries a card answer) and then judges each
+tap in memory. A tap where the tier is
 required and the card did not prove itself is refused and its card filed in the
 suspected-clone inbox; elsewhere the tap goes on, labelled with its tier.
 """
@@ -161,13 +162,16 @@ _KEY_VERSIONS = select(CardKey.card_id, CardKey.key_version).where(
 )
 
 
-def load_tier_context(
-    connection: Connection,
-    keyring: CardKeyring | None,
-    taps: Iterable[Tap],
-    cards: Mapping[tuple[str, str], CardInfo],
-) -> TierContext:
-    """Read where the strong tier is required and, for taps with answers, their cards' keys."""
+@dataclass(frozen=True)
+class StrongRequirements:
+    """The rooms and activity types where the strong card tier is required."""
+
+    rooms: frozenset[int]
+    activity_types: frozenset[str]
+
+
+def strong_requirements(connection: Connection) -> StrongRequirements:
+    """Read where the strong tier is required."""
     rooms: set[int] = set()
     types: set[str] = set()
     for kind, value in connection.execute(_REQUIREMENTS):
@@ -175,6 +179,19 @@ def load_tier_context(
             rooms.add(int(value))
         else:
             types.add(value)
+    return StrongRequirements(frozenset(rooms), frozenset(types))
+
+
+def load_tier_context(
+    connection: Connection,
+    keyring: CardKeyring | None,
+    taps: Iterable[Tap],
+    cards: Mapping[tuple[str, str], CardInfo],
+    requirements: StrongRequirements | None = None,
+) -> TierContext:
+    """Where the strong tier is required (read unless given) and the answering cards' keys."""
+    if requirements is None:
+        requirements = strong_requirements(connection)
     answered = {
         card.card_id
         for tap in taps
@@ -186,7 +203,7 @@ def load_tier_context(
         for part in chunks(sorted(answered)):
             rows = connection.execute(_KEY_VERSIONS, {"ids": part})
             versions.update((int(card_id), int(version)) for card_id, version in rows)
-    return TierContext(keyring, frozenset(rooms), frozenset(types), versions)
+    return TierContext(keyring, requirements.rooms, requirements.activity_types, versions)
 
 
 # --------------------------------------------------------------------------- clone inbox

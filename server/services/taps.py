@@ -61,7 +61,7 @@ from server.services.cardauth import (
     file_suspected_clones,
     load_tier_context,
 )
-from server.services.rules import rule_book
+from server.services.reference import UNCACHED, Reference
 from server.services.signatures import Accepted, Position, check_tap
 from server.services.unit_of_work import UnitOfWork
 
@@ -139,9 +139,16 @@ class Outcome:
 
 
 def record_taps(
-    uow: UnitOfWork, batch: Sequence[Submission], policy: TapPolicy = DEFAULT_POLICY
+    uow: UnitOfWork,
+    batch: Sequence[Submission],
+    policy: TapPolicy = DEFAULT_POLICY,
+    reference: Reference = UNCACHED,
 ) -> list[Outcome]:
-    """Record a batch of taps in one transaction and return their outcomes in order."""
+    """Record a batch of taps in one transaction and return their outcomes in order.
+
+    `reference` reads readers, sessions and rules: a worker passes its
+    `ReferenceCache` to keep them between batches.
+    """
     if not batch:
         return []
     try:
@@ -149,11 +156,13 @@ def record_taps(
             # Most batches repeat no stored event id: skip looking them up first,
             # and let the taps INSERT tell (see _Batch.optimistic).
             with uow:
-                outcomes = _Batch(uow.session.connection(), policy, batch, optimistic=True).record()
+                outcomes = _Batch(
+                    uow.session.connection(), policy, reference, batch, optimistic=True
+                ).record()
                 uow.commit()
         except _RepeatsFound:
             with uow:
-                outcomes = _Batch(uow.session.connection(), policy, batch).record()
+                outcomes = _Batch(uow.session.connection(), policy, reference, batch).record()
                 uow.commit()
     except SQLAlchemyError as exc:
         raise StorageError(f"recording a batch of {len(batch)} taps failed: {exc}") from exc
@@ -382,6 +391,7 @@ class _RepeatsFound(Exception):
 class _Batch:
     connection: Connection
     policy: TapPolicy
+    reference: Reference
     submissions: Sequence[Submission]
     # Optimistic: do not look up stored event ids before deciding. Repeats must be
     # answered `duplicate` before any signature check, so a batch that meets one
@@ -404,6 +414,7 @@ class _Batch:
 
     def record(self) -> list[Outcome]:
         self.items = [_Item(s) for s in self.submissions]
+        self.reference.begin(self.connection)
         fresh = self._skip_repeats()
         resolved = self._resolve(fresh)
         self._decide_attendance(resolved)
@@ -455,24 +466,29 @@ class _Batch:
         if not taps:
             return []
         received = [i.submission for i in taps if isinstance(i.submission, ReceivedTap)]
-        readers = lookups.readers_by_id(self.connection, {r.tap.reader_id for r in received})
+        refs = self.reference
+        readers = refs.readers(self.connection, {r.tap.reader_id for r in received})
         cards = lookups.cards_by_key(
             self.connection, {(r.tap.card.tech.value, r.tap.card.uid) for r in received}
         )
         times = [r.tap.occurred_at for r in received]
-        sessions = lookups.sessions_in_rooms(
+        sessions = refs.sessions(
             self.connection,
             {r.room_id for r in readers.values() if r.room_id is not None},
             min(times),
             max(times),
         )
         needs_units = any(c.audience.org_unit_ids for cs in sessions.by_room.values() for c in cs)
-        tree = lookups.org_tree(self.connection) if needs_units else OrgTree({})
+        tree = refs.org_tree(self.connection) if needs_units else OrgTree({})
         history = lookups.org_history(
             self.connection, {c.member_id for c in cards.values()} if needs_units else ()
         )
         self.tiers = load_tier_context(
-            self.connection, self.policy.card_keys, (r.tap for r in received), cards
+            self.connection,
+            self.policy.card_keys,
+            (r.tap for r in received),
+            cards,
+            refs.requirements(self.connection),
         )
 
         resolved: list[_Resolved] = []
@@ -778,7 +794,7 @@ class _Batch:
                 continue
             status = session.window.status_at(at)
             if self.book is None:
-                self.book = rule_book(self.connection)
+                self.book = self.reference.rule_book(self.connection)
             points, version = tap_time_points(
                 self.book, session.activity_type, status, session.starts_at.astimezone(zone).date()
             )

@@ -175,11 +175,11 @@ def test_db_upgrade_in_process(
 
     assert capsys.readouterr().out.splitlines() == [
         f"rollcall: database at {url}",
-        "rollcall: database upgraded to revision 0008",
+        "rollcall: database upgraded to revision 0009",
     ]
     database = open_database(url)
     try:
-        assert current_revision(database) == "0008"
+        assert current_revision(database) == "0009"
     finally:
         database.dispose()
 

@@ -1,0 +1,243 @@
+"""The ingest's reference cache on both backends: kept while nothing changes, never stale.
+
+Every change below is made the way another process makes it (its own
+connection and commit, not through the cache), and the very next batch must
+see it.
+"""
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, insert, text, update
+
+from protocol import AckResult, TapMode
+from protocol.signing import sign
+from server.db.engine import Database
+from server.db.models import (
+    ActivityType,
+    AttendanceSession,
+    Reader,
+    Room,
+    SessionRoom,
+    StrongTierRoom,
+    table_of,
+)
+from server.ingest.inbound import tap_submission
+from server.migrations.versions import r0009_reference_generation as migration
+from server.sample import MinimalSeed, TapBuilder
+from server.services.reference import WATCHED_TABLES, ReferenceCache, triggers_present
+from server.services.taps import Outcome, Submission, record_taps
+from server.services.unit_of_work import UnitOfWork
+
+
+def record(database: Database, cache: ReferenceCache, *batch: Submission) -> list[Outcome]:
+    return record_taps(UnitOfWork(database.write_sessions), list(batch), reference=cache)
+
+
+def generation(database: Database) -> int:
+    with database.engine.connect() as conn:
+        return int(conn.execute(text("SELECT generation FROM reference_generation")).scalar_one())
+
+
+def change(database: Database, statement: Any) -> None:
+    with database.engine.begin() as conn:
+        conn.execute(statement)
+
+
+def move_reader(database: Database, reader_id: str, room_id: int) -> None:
+    readers = table_of(Reader)
+    change(
+        database, update(readers).where(readers.c.reader_id == reader_id).values(room_id=room_id)
+    )
+
+
+@pytest.fixture
+def statements(database: Database) -> Iterator[list[str]]:
+    """The SQL statements run from here on."""
+    seen: list[str] = []
+
+    def listen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", listen)
+    yield seen
+    event.remove(database.engine, "before_cursor_execute", listen)
+
+
+def add_session(
+    database: Database, seeded: MinimalSeed, room_id: int, starts_at: datetime, title: str
+) -> int:
+    """A one-hour session in a room, as the console would add it; its id."""
+    with database.write_sessions.begin() as db:
+        session = AttendanceSession(
+            title=title,
+            activity_type_id=seeded.activity_type_id,
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(hours=1),
+        )
+        db.add(session)
+        db.flush()
+        db.add(SessionRoom(session_id=session.id, room_id=room_id))
+        return session.id
+
+
+def other_room_session(database: Database, seeded: MinimalSeed, name: str) -> tuple[int, int]:
+    """A second room with its own session at the same time; (room id, session id)."""
+    with database.write_sessions.begin() as db:
+        room = Room(code=f"R-{name}", name=name)
+        db.add(room)
+        db.flush()
+        room_id = room.id
+    return room_id, add_session(database, seeded, room_id, seeded.starts_at, f"{name}的会")
+
+
+def test_the_migration_watches_exactly_the_tables_the_cache_relies_on(database: Database) -> None:
+    assert set(migration.WATCHED) == set(WATCHED_TABLES)
+    with database.engine.connect() as conn:
+        assert triggers_present(conn)
+
+
+def test_reference_changes_raise_the_generation_and_tap_bookkeeping_does_not(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    readers = table_of(Reader)
+    start = generation(database)
+
+    # What every batch writes to readers: last seen, skew, signing position.
+    record(database, ReferenceCache(), taps.received())
+    change(
+        database,
+        update(readers)
+        .where(readers.c.reader_id == seeded.reader_id)
+        .values(last_seen_at=func.now(), skew_seconds=1.5, last_seq=99),
+    )
+    assert generation(database) == start
+
+    change(
+        database,
+        update(readers).where(readers.c.reader_id == seeded.reader_id).values(mode="kiosk"),
+    )
+    assert generation(database) == start + 1
+    change(database, update(table_of(ActivityType)).values(default_points=7))
+    assert generation(database) == start + 2
+
+
+def test_a_quiet_batch_reads_only_the_generation_cards_and_attendance(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder, statements: list[str]
+) -> None:
+    cache = ReferenceCache()
+    record(database, cache, taps.received())
+    statements.clear()
+
+    [outcome] = record(database, cache, taps.received(uid="04FFFFFF"))  # an unknown card
+
+    assert outcome.result is AckResult.UNKNOWN_CARD
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert not any("FROM readers" in s or "FROM sessions" in s for s in reads), reads
+    assert "reference_generation" in reads[0]
+
+
+def test_a_reader_moved_to_another_room_is_seen_by_the_next_batch(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    cache = ReferenceCache()
+    room_id, session_id = other_room_session(database, seeded, "二号会议室")
+    [first] = record(database, cache, taps.received())
+    assert first.session_id == seeded.session_id
+
+    move_reader(database, seeded.reader_id, room_id)
+    [second] = record(database, cache, taps.received())
+
+    assert second.result is AckResult.ACCEPTED
+    assert second.session_id == session_id
+
+
+def test_a_session_created_after_a_no_session_answer_takes_the_next_tap(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    cache = ReferenceCache()
+    later = seeded.starts_at + timedelta(hours=3)
+    [before] = record(database, cache, taps.received(at=later))
+    assert before.result is AckResult.NO_SESSION
+
+    new_id = add_session(database, seeded, seeded.room_id, later, "加开的会")
+    [after] = record(database, cache, taps.received(at=later))
+
+    assert after.result is AckResult.ACCEPTED
+    assert after.session_id == new_id
+
+
+def test_changed_points_and_a_new_strong_requirement_count_at_once(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    cache = ReferenceCache()
+    record(database, cache, taps.received(mode=TapMode.KIOSK))  # fills the cache
+
+    change(
+        database,
+        update(table_of(ActivityType))
+        .where(table_of(ActivityType).c.id == seeded.activity_type_id)
+        .values(default_points=9),
+    )
+    [credited] = record(database, cache, taps.received())
+    assert credited.points == 9
+
+    change(
+        database,
+        insert(table_of(StrongTierRoom)).values(
+            room_id=seeded.room_id, required_since=seeded.starts_at
+        ),
+    )
+    # The card gives no challenge answer: in a strong-tier room it is now refused.
+    [refused] = record(database, cache, taps.received(mode=TapMode.CHECKOUT))
+    assert refused.result is AckResult.REJECTED
+
+
+def test_signing_positions_are_read_fresh_by_every_worker(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    key = bytes.fromhex("5a" * 32)
+    readers = table_of(Reader)
+    change(
+        database,
+        update(readers).where(readers.c.reader_id == seeded.reader_id).values(sign_key=key.hex()),
+    )
+    worker_a, worker_b = ReferenceCache(), ReferenceCache()
+    first, second = taps.tap(), taps.tap()
+    now = seeded.starts_at
+
+    def arrive(cache: ReferenceCache, payload: bytes) -> Outcome:
+        [outcome] = record(database, cache, tap_submission(seeded.reader_id, payload, now))
+        return outcome
+
+    assert arrive(worker_b, sign(first, key)).result is AckResult.ACCEPTED  # b keeps seq 1
+    assert arrive(worker_a, sign(second, key)).result is AckResult.DUPLICATE  # same pair
+    # Worker b's kept reader still says seq 1; a replay of seq 2 under a new event id
+    # must be refused against the stored position, not the kept one.
+    replay = second.model_copy(update={"event_id": taps.tap().event_id})
+    refused = arrive(worker_b, sign(replay, key))
+
+    assert refused.result is AckResult.REJECTED
+    assert "replay" in (refused.detail or "") or "seq" in (refused.detail or "")
+
+
+def test_without_its_triggers_the_cache_reads_every_batch(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    with database.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP TRIGGER reference_bump_readers ON readers"))
+        else:
+            for name in ("insert", "update", "delete"):
+                conn.execute(text(f"DROP TRIGGER reference_bump_readers_{name}"))
+    cache = ReferenceCache()
+    room_id, session_id = other_room_session(database, seeded, "三号会议室")
+    record(database, cache, taps.received())
+    assert not cache.trusted
+
+    move_reader(database, seeded.reader_id, room_id)
+    [outcome] = record(database, cache, taps.received())
+
+    assert outcome.session_id == session_id
