@@ -4,7 +4,7 @@ import re
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,9 @@ from tests.support.roster import Roster, seed_roster
 BIN = Path(sys.executable).parent
 POINTS = 3
 READER_ID = "hall-e2e"
+
+# Copies a migrated SQLite database to the path given; returns its URL (tests/e2e/conftest.py).
+SqliteCopy = Callable[[Path], str]
 
 
 def upgrade(database_url: str, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The console in Chromium: import a roster with bad rows, export an XLSX and read it back."""
 
 import io
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -9,17 +9,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
-from server.db.models import (
-    ActivityType,
-    Attendance,
-    AttendanceSession,
-    AuditEntry,
-    Card,
-    LedgerEntry,
-    Member,
-    OrgUnit,
-    SessionRosterEntry,
-)
+from server.db.models import AuditEntry, Card, Member, OrgUnit
 from server.services import imports
 from server.services.imports import ImportKind, read_rows
 from server.services.rankings import Period, member_ranking
@@ -117,62 +107,11 @@ def test_import_a_roster_with_bad_rows_dry_run_then_confirm(page: Any, console: 
         assert [a for (a,) in actors] == [ADMIN]
 
 
-STARTS = datetime(2025, 3, 7, 6, 30, tzinfo=UTC)  # 14:30 in Shanghai
-
-
-def _seed_scores(console: Console) -> None:
-    """Members of two branches and one March session: E1 +3, E2 +2, E3 absent."""
-    with console.database.write_sessions.begin() as db:
-        top = OrgUnit(code="C", name="机关党委")
-        db.add(top)
-        db.flush()
-        b1 = OrgUnit(code="B1", name="第一党支部", parent_id=top.id)
-        b2 = OrgUnit(code="B2", name="第二党支部", parent_id=top.id)
-        kind = ActivityType(code="meeting", name="支部党员大会", default_points=3)
-        db.add_all([b1, b2, kind])
-        db.flush()
-        meeting = AttendanceSession(
-            title="三月主题党日",
-            activity_type_id=kind.id,
-            starts_at=STARTS,
-            ends_at=STARTS + timedelta(hours=2),
-        )
-        people = [
-            (Member(employee_no="E1", name="张三", org_unit_id=b1.id, category="正式党员"), 3),
-            (Member(employee_no="E2", name="李四", org_unit_id=b2.id, category="正式党员"), 2),
-            (Member(employee_no="E3", name="王五", org_unit_id=b1.id, category="正式党员"), 0),
-        ]
-        db.add_all([meeting, *(p for p, _ in people)])
-        db.flush()
-        for person, points in people:
-            db.add(
-                SessionRosterEntry(
-                    session_id=meeting.id, member_id=person.id, org_unit_id=person.org_unit_id
-                )
-            )
-            attendance = Attendance(
-                member_id=person.id,
-                session_id=meeting.id,
-                status="present" if points else "absent",
-                checked_in_at=STARTS if points else None,
-            )
-            db.add(attendance)
-            db.flush()
-            if points:
-                db.add(
-                    LedgerEntry(
-                        member_id=person.id,
-                        amount=points,
-                        source="attendance",
-                        rule_version="v1",
-                        attendance_id=attendance.id,
-                        created_at=STARTS,
-                    )
-                )
-
-
-def test_export_rankings_as_xlsx_and_read_it_back(page: Any, console: Console) -> None:
-    _seed_scores(console)
+def test_export_rankings_as_xlsx_and_read_it_back(
+    scored_page: Any, scored_console: Console
+) -> None:
+    # The package's server with the March scores (conftest.seed_scores): E1 +3, E2 +2, E3 absent.
+    page, console = scored_page, scored_console
     page.goto(f"{console.base_url}/admin/exports")
     page.select_option("select[name=kind]", "rankings")
     page.fill("input[name=first_day]", "2025-03-01")

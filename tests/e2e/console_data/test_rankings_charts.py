@@ -5,13 +5,13 @@ from typing import Any
 import pytest
 
 from tests.e2e.console_data.conftest import Console
-from tests.e2e.console_data.test_import_export import _seed_scores
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_the_charts_draw_from_the_scoped_data(page: Any, console: Console) -> None:
-    _seed_scores(console)
+def test_the_charts_draw_from_the_scoped_data(scored_page: Any, scored_console: Console) -> None:
+    # The package's server with the March scores (conftest.seed_scores): E1 +3, E2 +2, E3 absent.
+    page, console = scored_page, scored_console
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
 
