@@ -38,10 +38,16 @@ EVENTS_QOS = 0
 class EventRelay:
     """An MQTT client that publishes this process's events and feeds the hub with others'."""
 
-    def __init__(self, endpoint: MqttEndpoint, hub: EventHub, *, keepalive: int = 30) -> None:
+    def __init__(
+        self, endpoint: MqttEndpoint, hub: EventHub, *, keepalive: int = 30, listen: bool = True
+    ) -> None:
         self.endpoint = endpoint
         self.hub = hub
+        # A process without screens (a standalone `rollcall ingest`) only publishes:
+        # subscribing would have it receive and decode every batch it sent.
+        self.listen = listen
         self.origin = uuid.uuid4().hex
+        self._own_marker = f'"origin":"{self.origin}"'.encode()
         self._keepalive = keepalive
         self._subscribed = threading.Event()
         # Set once the broker has answered the subscription, yes or no.
@@ -64,7 +70,7 @@ class EventRelay:
         self._client.loop_start()
 
     def wait_ready(self, timeout: float) -> bool:
-        """Wait until subscribed; False on timeout or if the broker refused (its ACL)."""
+        """Wait until subscribed (connected, if not listening); False on timeout or refusal."""
         self._answered.wait(timeout)
         return self._subscribed.is_set()
 
@@ -101,6 +107,10 @@ class EventRelay:
         if reason_code.is_failure:
             log.error("MQTT broker refused the event relay: %s", reason_code)
             return
+        if not self.listen:
+            self._subscribed.set()
+            self._answered.set()
+            return
         client.subscribe(topics.server_events(), qos=EVENTS_QOS)
 
     def _on_subscribe(
@@ -134,6 +144,8 @@ class EventRelay:
         self._subscribed.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._own_marker in message.payload[:128]:
+            return  # our own batch, already given to our hub: skip it before decoding
         try:
             batch = decode_batch(bytes(message.payload))
         except KioskError as exc:

@@ -82,3 +82,34 @@ def test_a_batch_reaches_every_process_once(mosquitto: Mosquitto) -> None:
         (False, True),
     ]
     assert there[0].member_id == 7
+
+
+def test_a_relay_without_screens_publishes_and_hears_nothing(mosquitto: Mosquitto) -> None:
+    endpoint = MqttEndpoint.parse(mosquitto.url)
+    ingest_hub, web_hub = EventHub(), EventHub()
+    ingest = EventRelay(endpoint, ingest_hub, listen=False)  # `rollcall ingest`: no screens
+    web = EventRelay(endpoint, web_hub)
+    for relay in (ingest, web):
+        relay.start()
+        assert relay.wait_ready(10)
+    try:
+        from_ingest = [_outcome(TapMode.CHECKIN, AckResult.ACCEPTED, member_id=1, session_id=2)]
+        from_web = [_outcome(TapMode.KIOSK, AckResult.ACCEPTED, member_id=3)]
+
+        async def both() -> tuple[list[TapEvent], list[TapEvent]]:
+            here = asyncio.create_task(_collect(ingest_hub, 1, timeout=2.0))
+            there = asyncio.create_task(_collect(web_hub, 2))
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(ingest.publish, from_ingest)
+            await asyncio.to_thread(web.publish, from_web)
+            return await here, await there
+
+        here, there = _run(both)
+    finally:
+        ingest.stop()
+        web.stop()
+    # The ingest's hub has its own batch (given directly), never the web process's.
+    assert [e.event_id for e in here] == [from_ingest[0].event_id]
+    assert sorted(str(e.event_id) for e in there) == sorted(
+        str(o.event_id) for o in from_ingest + from_web
+    )
