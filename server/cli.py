@@ -31,6 +31,7 @@ from server.db.engine import open_database
 from server.db.migrate import upgrade
 from server.demo import DemoOptions, run_demo
 from server.errors import ConfigError, RollcallError
+from server.gctune import settle_heap
 from server.kiosk import cli as kiosk_cli
 from server.provisioning import cli as provisioning_cli
 from server.runtime import ServerRuntime, require_external_broker
@@ -139,6 +140,7 @@ def serve(settings: Settings) -> int:
             server = uvicorn.Server(config)
             stop.server = server
             announce("http", f"http://{_url_host(host)}:{port}")
+            settle_heap()
             if not stop.requested:
                 # uvicorn handles SIGINT/SIGTERM and returns when it has shut down.
                 server.run(sockets=[sock])
@@ -175,9 +177,10 @@ def ingest(settings: Settings) -> int:
     refuse_default_secrets(settings)
     require_external_broker(settings)
     # Several workers may start together: only `db upgrade` migrates.
-    with ServerRuntime(settings, migrate=False, scheduler=False) as runtime:
+    with ServerRuntime(settings, migrate=False, scheduler=False, http=False) as runtime:
         announce("database", runtime.database.display_url)
         announce("mqtt", runtime.endpoint.url)
+        settle_heap()
         _wait_for_signal()
     return 0
 

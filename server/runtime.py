@@ -56,12 +56,16 @@ class ServerRuntime:
         migrate: bool = True,
         ingest: bool = True,
         scheduler: bool = True,
+        http: bool = True,
         ingest_ready_timeout: float = 10.0,
     ) -> None:
         self.settings = settings
         self._clock = clock
         self._migrate = migrate
         self._run_ingest = ingest
+        # Whether this process serves HTTP: the console's requests want a checked
+        # connection, and its kiosk and live screens want other processes' events.
+        self._http = http
         # The settings can switch the scheduler off; a standalone ingest worker never runs it.
         self._run_scheduler = scheduler and settings.scheduler_enabled
         self._ready_timeout = ingest_ready_timeout
@@ -108,7 +112,9 @@ class ServerRuntime:
 
     def _start(self) -> None:
         settings = self.settings
-        self._database = open_database(settings.resolved_database_url)
+        # Without HTTP only the ingest uses the database, and it retries a batch whose
+        # connection turns out dead: no ping before every batch.
+        self._database = open_database(settings.resolved_database_url, pre_ping=self._http)
         if self._migrate:
             revision = upgrade(self._database)
             log.info("database %s at revision %s", self._database.display_url, revision)
@@ -122,7 +128,7 @@ class ServerRuntime:
             self._endpoint = MqttEndpoint(self.broker.host, self.broker.port)
         else:
             self._endpoint = MqttEndpoint.parse(settings.mqtt_url)
-        self.relay = EventRelay(self._endpoint, self.events)
+        self.relay = EventRelay(self._endpoint, self.events, listen=self._http)
         self.relay.start()
         if self._run_ingest:
             options = IngestOptions(

@@ -95,14 +95,18 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str, *, echo: bool = False) -> Database:
-    """Create the engine and session factories for `url` (nothing is connected yet)."""
+def open_database(url: str, *, echo: bool = False, pre_ping: bool = True) -> Database:
+    """Create the engine and session factories for `url` (nothing is connected yet).
+
+    `pre_ping`: check a pooled PostgreSQL connection with a round trip before each
+    use, so that a request after a database restart does not fail on a dead one.
+    """
     parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(parsed, echo=echo)
         writer: Engine = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
     else:
-        engine = create_engine(parsed, echo=echo, pool_pre_ping=True)
+        engine = create_engine(parsed, echo=echo, pool_pre_ping=pre_ping)
         writer = engine
     return Database(
         url=parsed,
