@@ -1,42 +1,46 @@
 """The ingest worker: MQTT taps in, one transaction per batch, acks out after commit.
 
-paho's network thread only timestamps each message and puts it on a queue. A
-worker thread takes whatever is queued (up to the batch size), records it with
-`record_taps` in one transaction, commits, and only then publishes each ack
-and acknowledges the incoming message to the broker (manual PUBACK).
+Everything happens on paho's network thread: after each burst of packets is
+read (everything the socket had, see `_IngestClient`), the messages it brought
+are recorded with `record_taps` in one transaction per batch (up to the batch
+size), committed, and only then is each ack published and the incoming message
+acknowledged to the broker (manual PUBACK). A second thread would only hand the
+messages over: measured with bench/tapstorm.py, a worker thread beside paho's
+spent as much CPU on the two threads contending for the GIL and paho's locks as
+on publishing the acks, and added a hand-over to every tap's latency.
 
-A lone tap is answered at once: when the worker was idle it never waits. When
-it was busy (a message was already waiting as it finished a batch) and only a
-few are queued, it lingers up to LINGER_SECONDS for more, at most until
-LINGER_UNTIL are taken: a batch costs about as much fixed CPU as tens of taps,
-so under steady load a millisecond or two of waiting buys far fewer batches,
-while a quiet system sees no latency floor. The acks and PUBACKs of one batch
-wake paho's network thread once, not once per packet.
+Batches form by themselves: a lone tap is recorded as soon as it is read, and
+what arrives while a batch is being recorded waits in the socket and makes the
+next one. Recording blocks reading, which is what bounds memory: the broker's
+per-client in-flight limit (`max_inflight_messages`, set at or above the batch
+size) is all this worker ever holds unanswered.
 
 Acknowledging the broker only after the commit means a message in flight when
 the worker dies is delivered again to its persistent session (fixed client id,
-clean_session=False) and answered as a duplicate. It also means the broker's
-per-client in-flight limit bounds how much this worker holds unanswered, so
-set Mosquitto's `max_inflight_messages` at or above the batch size.
+clean_session=False) and answered as a duplicate.
 
 A failed batch is retried one tap at a time, so one poison message cannot
 block the others: a tap that fails for a reason other than the database being
 unavailable is stored as rejected; taps that fail because the database is
-unavailable are kept and retried with back-off, never acknowledged.
+unavailable are held, never acknowledged, and retried with back-off from the
+network loop (which goes on answering the broker's keepalives meanwhile); what
+arrives in the meantime waits behind them.
 """
 
 import logging
-import queue
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -61,13 +65,13 @@ from server.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.2
+FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
-# Batching under load (see the module docstring); measured with bench/tapstorm.py.
-LINGER_SECONDS = 0.002
-LINGER_UNTIL = 50
 # Bytes paho reads from the broker's socket at once (it asks for a few at a time).
 READ_SIZE = 65536
+# What paho makes for every MQTT 3.1.1 PUBACK, made once (see _handle_pubackcomp).
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
 class _IngestClient(mqtt.Client):
@@ -77,18 +81,24 @@ class _IngestClient(mqtt.Client):
     `select()` after each packet unless it has messages of its own in flight;
     here a read takes up to READ_SIZE bytes at once and `loop_read` goes on
     while any are buffered, so a burst of taps costs one `select()` and a few
-    `recv` calls. paho also writes a byte to a socket pair for every packet
-    queued from another thread, so the network thread wakes (and takes the
-    GIL) once per ack and once per PUBACK; inside `one_wakeup()` the worker
-    thread's packets are only queued, and leaving it wakes the network thread
-    once. Packets queued by any other thread are untouched.
+    `recv` calls. After each such burst `after_read` runs (the worker records
+    what it brought), and after each turn of the loop `after_turn` (retries).
+    paho also writes a byte to a socket pair for every packet queued, to wake
+    its loop for writing: inside `one_wakeup()` the packets of the thread in it
+    are only queued, and leaving it wakes the loop once for the whole batch of
+    acks and PUBACKs. Packets queued by any other thread are untouched.
 
-    These override private paho 2.x methods (`_sock_recv`, `_sock_close`,
-    `_packet_queue`) with their signatures and behaviour unchanged.
+    These override paho 2.x methods (`_sock_recv`, `_sock_close`, `loop_read`,
+    `loop_misc`, `_handle_pubackcomp`, `_packet_queue`) with their signatures and
+    behaviour unchanged.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Called in the network thread after each burst of packets is read, and
+        # after each turn of its loop (see IngestWorker: where batches are recorded).
+        self.after_read: Callable[[], None] | None = None
+        self.after_turn: Callable[[], None] | None = None
         self._read_buffer = b""
         self._read_pos = 0
         self._holder: int | None = None  # the thread inside one_wakeup()
@@ -118,11 +128,20 @@ class _IngestClient(mqtt.Client):
             and self._read_pos < len(self._read_buffer)
         ):
             rc = super().loop_read(max_packets)
+        if self.after_read is not None:
+            self.after_read()
+        return rc
+
+    def loop_misc(self) -> MQTTErrorCode:
+        """paho's housekeeping (keepalive), then this client's own (retries)."""
+        rc = super().loop_misc()
+        if self.after_turn is not None:
+            self.after_turn()
         return rc
 
     @contextmanager
     def one_wakeup(self) -> Iterator[None]:
-        """Queue this thread's packets in the block, then wake the network thread once."""
+        """Queue this thread's packets in the block, then write them (or wake the loop) once."""
         self._holder = threading.get_ident()
         try:
             yield
@@ -130,11 +149,31 @@ class _IngestClient(mqtt.Client):
             self._holder = None
             if self._held:
                 self._held = False
-                wake = self._sockpairW
-                if wake is not None:
+                if self._thread is threading.current_thread():
+                    # The network thread itself (recording a batch): write now rather
+                    # than on the loop's next turn; what the socket does not take yet
+                    # stays queued and the loop writes it when it can.
+                    self.loop_write()
+                elif (wake := self._sockpairW) is not None:
                     # A full socket pair means the network thread is awake anyway.
                     with suppress(BlockingIOError):
                         wake.send(b"0")
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        """The broker's PUBACK of one of our acks, without paho's objects per packet.
+
+        paho decodes every PUBACK into a reason code and an (always empty, in MQTT
+        3.1.1) properties object: 12 % of the ingest's CPU under load. Same
+        bookkeeping, with shared success values; anything else goes to paho.
+        """
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or self._protocol == mqtt.MQTTv5 or len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        (mid,) = struct.unpack("!H", packet)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _packet_queue(
         self,
@@ -223,7 +262,13 @@ class IngestWorker:
         # Readers, sessions and rules kept between batches while unchanged.
         self.reference = ReferenceCache()
         self._clock = clock
-        self._queue: queue.Queue[_Inbound] = queue.Queue()
+        # Received and not yet handled; taps kept while the database is unavailable.
+        # Both touched only by the network thread (len() is read by others).
+        self._pending: list[_Inbound] = []
+        self._held: list[_Work] = []
+        self._retry_at = 0.0
+        self._retry_delay = FIRST_BACKOFF_SECONDS
+        self._started = False
         self._accepting = threading.Event()
         self._stopping = threading.Event()
         self._connected = threading.Event()
@@ -232,7 +277,6 @@ class IngestWorker:
         self._subscribe_mid: int | None = None
         self._unconfirmed_acks = 0
         self._acks_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._client = self._make_client()
 
     # ---- lifecycle
@@ -244,16 +288,21 @@ class IngestWorker:
 
     @property
     def queued(self) -> int:
-        """Messages received and not yet handled."""
-        return self._queue.qsize()
+        """Messages received and not yet answered (taps held for the database included)."""
+        return len(self._pending) + len(self._held)
+
+    @property
+    def unconfirmed_acks(self) -> int:
+        """Acks published and not yet acknowledged by the broker (PUBACK)."""
+        with self._acks_lock:
+            return self._unconfirmed_acks
 
     def start(self) -> None:
-        """Connect (in the background, retrying) and start the worker thread."""
-        if self._thread is not None:
+        """Connect (in the background, retrying) and start paho's network thread."""
+        if self._started:
             raise RuntimeError("the ingest worker is already started")
+        self._started = True
         self._accepting.set()
-        self._thread = threading.Thread(target=self._run, name="rollcall-ingest", daemon=True)
-        self._thread.start()
         self._client.connect_async(
             self.endpoint.host, self.endpoint.port, keepalive=self.options.keepalive
         )
@@ -268,14 +317,20 @@ class IngestWorker:
         # New arrivals are left un-acknowledged: the broker keeps them for our session.
         self._accepting.clear()
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("ingest worker still busy after %.0fs; leaving it", timeout)
-        self._wait_acks_confirmed(timeout)
+        deadline = time.monotonic() + timeout
+        while (
+            self._pending
+            and not self._held
+            and self._connected.is_set()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        if self.queued:
+            log.warning("stopping with %d messages unanswered; the broker keeps them", self.queued)
+        self._wait_acks_confirmed(max(0.0, deadline - time.monotonic()))
         self._client.disconnect()
         self._client.loop_stop()
-        self._thread = None
+        self._started = False
 
     def _wait_acks_confirmed(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -308,6 +363,8 @@ class IngestWorker:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.after_read = self._record_pending
+        client.after_turn = self._retry_held
         return client
 
     def _on_connect(
@@ -377,7 +434,7 @@ class IngestWorker:
         except UnicodeDecodeError:
             # paho keeps the raw topic bytes; a non-UTF-8 topic is then refused as foreign.
             topic = message._topic.decode("utf-8", "replace")
-        self._queue.put(
+        self._pending.append(
             _Inbound(
                 topic=topic,
                 payload=bytes(message.payload),
@@ -399,52 +456,55 @@ class IngestWorker:
         with self._acks_lock:
             self._unconfirmed_acks -= 1
 
-    # ---- worker thread
+    # ---- recording (network thread, after each burst of packets is read)
 
-    def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                if self._stopping.is_set():
-                    return
-                continue
+    def _record_pending(self) -> None:
+        """Record what the last reads brought, a batch at a time."""
+        if self._held:
+            return  # the database is unavailable: wait for the retry
+        limit = self.options.batch_size
+        while self._pending:
+            batch = self._pending[:limit]
+            del self._pending[:limit]
             try:
-                self._handle(batch)
+                self._held = self._handle(batch)
             except Exception:
                 # A bug must not end ingest; the messages stay un-acknowledged.
                 log.exception("ingest batch of %d messages failed", len(batch))
                 self.counters.add("worker_errors")
+            if self._held:
+                self._schedule_retry()
+                return
+            self._retry_delay = FIRST_BACKOFF_SECONDS
 
-    def _next_batch(self) -> list[_Inbound] | None:
-        """What is queued, up to the batch size; lingering briefly only when busy."""
-        limit = self.options.batch_size
+    def _retry_held(self) -> None:
+        """Once due, retry the taps the database could not take, then go on with the rest."""
+        if not self._held or time.monotonic() < self._retry_at:
+            return
+        if self._stopping.is_set():
+            return  # left un-acknowledged: the broker delivers them again
         try:
-            batch = [self._queue.get_nowait()]
-            busy = True
-        except queue.Empty:
-            try:
-                batch = [self._queue.get(timeout=POLL_SECONDS)]
-            except queue.Empty:
-                return None
-            busy = False
-        while len(batch) < limit:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if busy and len(batch) < min(LINGER_UNTIL, limit) and not self._stopping.is_set():
-            deadline = time.monotonic() + LINGER_SECONDS
-            while len(batch) < min(LINGER_UNTIL, limit):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(self._queue.get(timeout=remaining))
-                except queue.Empty:
-                    break
-        return batch
+            self._held = self._record(self._held)
+        except Exception:
+            log.exception("retry of %d held taps failed", len(self._held))
+            self.counters.add("worker_errors")
+        if self._held:
+            self._schedule_retry()
+            return
+        self._retry_delay = FIRST_BACKOFF_SECONDS
+        self._record_pending()
 
-    def _handle(self, batch: Sequence[_Inbound]) -> None:
+    def _schedule_retry(self) -> None:
+        log.warning(
+            "database unavailable; %d taps kept, retrying in %.1fs",
+            len(self._held),
+            self._retry_delay,
+        )
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, MAX_BACKOFF_SECONDS)
+
+    def _handle(self, batch: Sequence[_Inbound]) -> list[_Work]:
+        """Record one batch; return the taps the database could not take."""
         self.counters.add("received", len(batch))
         work = [self._classify(inbound) for inbound in batch]
         for item in work:
@@ -454,16 +514,7 @@ class IngestWorker:
         if statuses:
             self._record_statuses(statuses)
         pending = [w for w in work if w.submission is not None]
-        delay = 0.5
-        while pending:
-            pending = self._record(pending)
-            if not pending or self._stopping.is_set():
-                return
-            log.warning(
-                "database unavailable; %d taps kept, retrying in %.1fs", len(pending), delay
-            )
-            self._stopping.wait(delay)
-            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+        return self._record(pending) if pending else []
 
     def _classify(self, inbound: _Inbound) -> _Work:
         item = _Work(inbound)

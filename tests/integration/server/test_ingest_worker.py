@@ -102,6 +102,7 @@ def test_taps_are_answered_after_commit(
     database: Database,
     start_worker: Callable[..., IngestWorker],
     readers: Readers,
+    eventually: Eventually,
 ) -> None:
     worker = start_worker()
     builder = TapBuilder.for_seed(seeded)
@@ -130,6 +131,8 @@ def test_taps_are_answered_after_commit(
     assert worker.counters.get("result_accepted") == 1
     assert worker.counters.get("result_duplicate") == 2
     assert worker.counters.get("acks_published") == 3
+    # The broker acknowledged each ack (the worker's own PUBACK handling).
+    assert eventually(lambda: worker.unconfirmed_acks == 0)
 
 
 def test_malformed_payloads_are_stored_and_the_worker_keeps_going(
