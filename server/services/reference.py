@@ -10,6 +10,11 @@ tables. A different number drops everything kept. Changes made in another
 process or by hand in SQL are seen as promptly as without the cache: by the
 next batch's transaction.
 
+The cache also spares most batches the update of their readers' last-seen
+time and clock skew: a worker writes them at most once per `TOUCH_INTERVAL` per
+reader (the console shows them to the second, and a status message or the next
+tap refreshes them).
+
 What is not reference data is read per batch as before: cards and members,
 members' org-unit history, attendance, and the signing position of a signing
 reader (it moves with every signed tap, so its column does not count as a
@@ -59,6 +64,8 @@ SESSION_MARGIN = timedelta(hours=6)
 # Unregistered reader ids are remembered too (a reader's registration is a change);
 # past this many remembered readers all are forgotten rather than growing without end.
 MAX_READERS = 10_000
+# A worker writes a reader's last-seen time and skew at most this often.
+TOUCH_INTERVAL = timedelta(seconds=1)
 
 _GENERATION = text("SELECT generation FROM reference_generation WHERE id = 1")
 _SQLITE_TRIGGERS = text(
@@ -122,6 +129,12 @@ class Reference:
         """Every points rule version."""
         return rule_book(connection)
 
+    def due_touches(
+        self, latest: dict[str, tuple[datetime, float]]
+    ) -> dict[str, tuple[datetime, float]]:
+        """Of each reader's newest (received at, skew) in a batch, those to write now."""
+        return latest
+
 
 class ReferenceCache(Reference):
     """Keeps reference data while `reference_generation` stays the same.
@@ -135,6 +148,9 @@ class ReferenceCache(Reference):
         self._readers: dict[str, ReaderInfo | None] = {}
         self._sessions: _Sessions | None = None
         self._kept: dict[str, object] = {}
+        # When this worker last wrote each reader's last-seen time (not reference data:
+        # kept whatever the generation).
+        self._touched: dict[str, datetime] = {}
         self.hits = 0
         self.misses = 0
 
@@ -216,6 +232,19 @@ class ReferenceCache(Reference):
 
     def rule_book(self, connection: Connection) -> RuleBook:
         return self._keep("rule_book", connection, rule_book)
+
+    def due_touches(
+        self, latest: dict[str, tuple[datetime, float]]
+    ) -> dict[str, tuple[datetime, float]]:
+        if len(self._touched) > MAX_READERS:
+            self._touched = {}
+        due = {}
+        for reader_id, (at, skew) in latest.items():
+            last = self._touched.get(reader_id)
+            if last is None or at - last >= TOUCH_INTERVAL:
+                due[reader_id] = (at, skew)
+                self._touched[reader_id] = at
+        return due
 
     def _keep(self, name: str, connection: Connection, load: Callable[[Connection], T]) -> T:
         """What `load` read, kept under `name` until the generation moves."""

@@ -1117,6 +1117,7 @@ class _Batch:
             seen = latest.get(s.tap.reader_id)
             if seen is None or s.received_at >= seen[0]:
                 latest[s.tap.reader_id] = (s.received_at, skew)
+        latest = self.reference.due_touches(latest)
         if latest:
             self.connection.execute(
                 _TOUCH_READERS,

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, insert, text, update
+from sqlalchemy import event, func, insert, select, text, update
 
 from protocol import AckResult, TapMode
 from protocol.signing import sign
@@ -27,7 +27,12 @@ from server.db.models import (
 from server.ingest.inbound import tap_submission
 from server.migrations.versions import r0009_reference_generation as migration
 from server.sample import MinimalSeed, TapBuilder
-from server.services.reference import WATCHED_TABLES, ReferenceCache, triggers_present
+from server.services.reference import (
+    TOUCH_INTERVAL,
+    WATCHED_TABLES,
+    ReferenceCache,
+    triggers_present,
+)
 from server.services.taps import Outcome, Submission, record_taps
 from server.services.unit_of_work import UnitOfWork
 
@@ -241,3 +246,32 @@ def test_without_its_triggers_the_cache_reads_every_batch(
     [outcome] = record(database, cache, taps.received())
 
     assert outcome.session_id == session_id
+
+
+def last_seen(database: Database, reader_id: str) -> datetime | None:
+    readers = table_of(Reader)
+    with database.engine.connect() as conn:
+        return conn.execute(
+            select(readers.c.last_seen_at).where(readers.c.reader_id == reader_id)
+        ).scalar_one()
+
+
+def test_a_worker_writes_a_readers_last_seen_time_at_most_once_a_second(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    cache = ReferenceCache()
+    t0 = seeded.starts_at
+    record(database, cache, taps.received(received_at=t0))
+    assert last_seen(database, seeded.reader_id) == t0
+
+    record(database, cache, taps.received(received_at=t0 + timedelta(milliseconds=400)))
+    assert last_seen(database, seeded.reader_id) == t0  # within the second: not written
+
+    later = t0 + TOUCH_INTERVAL + timedelta(milliseconds=1)
+    record(database, cache, taps.received(received_at=later))
+    assert last_seen(database, seeded.reader_id) == later
+
+    # Without a cache (the console, the API) every batch writes it.
+    latest = later + timedelta(milliseconds=10)
+    record_taps(UnitOfWork(database.write_sessions), [taps.received(received_at=latest)])
+    assert last_seen(database, seeded.reader_id) == latest
