@@ -13,7 +13,10 @@ Batches form by themselves: a lone tap is recorded as soon as it is read, and
 what arrives while a batch is being recorded waits in the socket and makes the
 next one. Recording blocks reading, which is what bounds memory: the broker's
 per-client in-flight limit (`max_inflight_messages`, set at or above the batch
-size) is all this worker ever holds unanswered.
+size) is all this worker ever holds unanswered. In the other direction, no new
+taps are recorded while more than MAX_UNCONFIRMED_ACKS of our acks wait for the
+broker's PUBACK: found by the tap storm's 100,000-tap backlog, where the broker
+fell behind and paho, out of packet ids, refused (dropped) the acks beyond 65,535.
 
 Acknowledging the broker only after the commit means a message in flight when
 the worker dies is delivered again to its persistent session (fixed client id,
@@ -67,6 +70,12 @@ log = logging.getLogger(__name__)
 
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
+# Acks published and not yet acknowledged by the broker, past which no new taps
+# are recorded until it catches up. paho tracks QoS 1 messages by packet id and
+# refuses a publish whose id (1-65,535, wrapping) is still unacknowledged: a
+# broker slower than the worker (a backlog of 100,000 taps drained on a busy
+# 2-core machine) would otherwise see acks dropped.
+MAX_UNCONFIRMED_ACKS = 10_000
 # Bytes paho reads from the broker's socket at once (it asks for a few at a time).
 READ_SIZE = 65536
 # What paho makes for every MQTT 3.1.1 PUBACK, made once (see _handle_pubackcomp).
@@ -364,7 +373,7 @@ class IngestWorker:
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.after_read = self._record_pending
-        client.after_turn = self._retry_held
+        client.after_turn = self._on_turn
         return client
 
     def _on_connect(
@@ -464,6 +473,10 @@ class IngestWorker:
             return  # the database is unavailable: wait for the retry
         limit = self.options.batch_size
         while self._pending:
+            if self.unconfirmed_acks >= MAX_UNCONFIRMED_ACKS:
+                # The broker is behind with our acks: go on reading its PUBACKs first.
+                self.counters.add("paused_for_broker")
+                return
             batch = self._pending[:limit]
             del self._pending[:limit]
             try:
@@ -476,6 +489,13 @@ class IngestWorker:
                 self._schedule_retry()
                 return
             self._retry_delay = FIRST_BACKOFF_SECONDS
+
+    def _on_turn(self) -> None:
+        """After each turn of the network loop: retry held taps, or go on with pending ones."""
+        if self._held:
+            self._retry_held()
+        elif self._pending:
+            self._record_pending()
 
     def _retry_held(self) -> None:
         """Once due, retry the taps the database could not take, then go on with the rest."""
@@ -614,16 +634,22 @@ class IngestWorker:
         # Counted before the acks go out: whoever sees an ack also sees it counted.
         self.counters.results(outcome.result for _, outcome in answered)
         self.counters.add_all({"acks_published": len(acks)})
-        offline = 0
+        offline = dropped = 0
         with self._client.one_wakeup():
             for topic, payload in payloads:
                 info = self._client.publish(topic, payload, qos=topics.QOS)
-                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
                     # paho keeps QoS 1 messages and sends them after reconnecting.
                     offline += 1
+                elif info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    dropped += 1  # the reader's outbox resends the tap: answered duplicate
             for item, _ in answered:
                 self._ack_inbound(item.inbound)
-        self.counters.add_all({"acks_queued_offline": offline})
+        if dropped:
+            log.error("paho refused %d acks (%s); their readers will resend", dropped, info.rc)
+            with self._acks_lock:
+                self._unconfirmed_acks -= dropped
+        self.counters.add_all({"acks_queued_offline": offline, "acks_dropped": dropped})
         if self._on_committed is not None:
             self._on_committed([outcome for _, outcome in answered])
 

@@ -1,12 +1,16 @@
 """The ingest worker end to end: a real Mosquitto, paho publishers, a real database."""
 
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
@@ -16,6 +20,7 @@ from server.db.engine import Database
 from server.db.models import Attendance, LedgerEntry, Reader, TapRecord
 from server.domain.clock import FixedClock
 from server.errors import StorageError
+from server.ingest import worker as worker_module
 from server.ingest.endpoint import MqttEndpoint
 from server.ingest.worker import IngestOptions, IngestWorker
 from server.sample import MinimalSeed, TapBuilder
@@ -366,3 +371,61 @@ def test_a_signing_readers_tampered_and_replayed_taps_are_refused(
     assert answers[2].detail is not None
     assert answers[2].detail.startswith("replay:")
     assert count(database, LedgerEntry) == 1
+
+
+class _SlowBrokerWorker(IngestWorker):
+    """A worker whose broker is behind: PUBACKs of its acks are held until released."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held_pubacks: list[int] = []
+        self.releasing = threading.Event()
+        client = self._client
+        original = client._handle_pubackcomp
+
+        def slow(cmd: Any) -> Any:
+            if self.releasing.is_set():
+                return original(cmd)
+            self.held_pubacks.append(int.from_bytes(client._in_packet["packet"][:2], "big"))
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+        client._handle_pubackcomp = slow  # type: ignore[method-assign]
+
+    def release(self) -> None:
+        """Let the broker's held PUBACKs through."""
+        client = self._client
+        with client._out_message_mutex:
+            self.releasing.set()
+            for mid in self.held_pubacks:
+                if mid in client._out_messages:
+                    client._do_on_publish(mid, ReasonCode(PacketTypes.PUBACK), None)  # type: ignore[arg-type]
+
+
+def test_no_tap_is_taken_while_the_broker_is_behind_with_the_acks(
+    seeded: MinimalSeed,
+    start_worker: Callable[..., IngestWorker],
+    readers: Readers,
+    eventually: Eventually,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker_module, "MAX_UNCONFIRMED_ACKS", 3)
+    worker = start_worker(kind=_SlowBrokerWorker)
+    assert isinstance(worker, _SlowBrokerWorker)
+    builder = TapBuilder.for_seed(seeded)
+
+    for _ in range(3):
+        readers.send(builder.tap())
+    assert len(readers.acks(3)) == 3
+    assert eventually(lambda: worker.unconfirmed_acks == 3)  # none acknowledged by the broker
+
+    later = [builder.tap() for _ in range(2)]
+    for tap in later:
+        readers.send(tap)
+    with pytest.raises(TimeoutError):
+        readers.ack(timeout=1.0)  # waiting for the broker, not answered (and not dropped)
+    assert worker.queued == 2
+
+    worker.release()
+    answered = readers.acks(2)
+    assert {a.event_id for a in answered} == {t.event_id for t in later}
+    assert worker.counters.get("acks_dropped") == 0
