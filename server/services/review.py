@@ -8,9 +8,11 @@ the session is settled again, so the ledger matches the corrected attendance.
 """
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
@@ -252,6 +254,47 @@ def _resettle(
     return len(settlement.apply(connection, settled, reason, now))
 
 
+@dataclass(frozen=True)
+class _Correction:
+    """What every correction works on: the open unit of work, the session and the member."""
+
+    uow: UnitOfWork
+    principal: Principal
+    db: Session
+    meeting: AttendanceSession
+    member: Member
+    attendance: Attendance | None
+
+    def resettle(self, reason: str, now: datetime, zone: tzinfo) -> int:
+        """Re-settle the (closed) session after this correction; entries appended."""
+        return _resettle(self.db.connection(), self.meeting.id, reason, now, zone)
+
+    def record_and_commit(self, action: str, details: dict[str, Any], now: datetime) -> None:
+        """Write the correction to the audit log and commit the unit of work."""
+        record_audit(
+            self.db,
+            actor=self.principal.username,
+            action=action,
+            target=f"session {self.meeting.id} member {self.member.employee_no}",
+            details=details,
+            at=now,
+        )
+        self.uow.commit()
+
+
+@contextmanager
+def _correction(
+    uow: UnitOfWork, principal: Principal, session_id: int, employee_no: str
+) -> Iterator[_Correction]:
+    """Open the unit of work and look up the session, member and attendance in scope."""
+    with uow:
+        db = uow.session
+        meeting = _open_session(db, principal, session_id)
+        member = _member(db, principal, employee_no)
+        attendance = _attendance(db, session_id, member.id)
+        yield _Correction(uow, principal, db, meeting, member, attendance)
+
+
 def mark_leave(
     uow: UnitOfWork,
     principal: Principal,
@@ -264,11 +307,8 @@ def mark_leave(
 ) -> None:
     """Excuse a member from a session (approved leave, 请假); after closing, re-settle."""
     reason = _reason(reason)
-    with uow:
-        db = uow.session
-        meeting = _open_session(db, principal, session_id)
-        member = _member(db, principal, employee_no)
-        att = _attendance(db, session_id, member.id)
+    with _correction(uow, principal, session_id, employee_no) as c:
+        db, meeting, member, att = c.db, c.meeting, c.member, c.attendance
         if att is not None and att.status in _CHECKED_IN:
             raise Conflict(f"{member.name} checked in to this session; void the check-in first")
         leave = db.scalar(
@@ -297,16 +337,8 @@ def mark_leave(
             else:
                 att.status = AttendanceStatus.EXCUSED.value
             db.flush()
-            entries = _resettle(db.connection(), session_id, f"leave: {reason}", now, zone)
-        record_audit(
-            db,
-            actor=principal.username,
-            action="attendance.leave",
-            target=f"session {session_id} member {member.employee_no}",
-            details={"reason": reason, "ledger_entries": entries},
-            at=now,
-        )
-        uow.commit()
+            entries = c.resettle(f"leave: {reason}", now, zone)
+        c.record_and_commit("attendance.leave", {"reason": reason, "ledger_entries": entries}, now)
 
 
 def _next_credit_seq(db: Session, attendance_id: int) -> int:
@@ -332,10 +364,8 @@ def manual_checkin(
 ) -> None:
     """Record a check-in for a member who forgot the card, as a tap without a reader."""
     reason = _reason(reason)
-    with uow:
-        db = uow.session
-        meeting = _open_session(db, principal, session_id)
-        member = _member(db, principal, employee_no)
+    with _correction(uow, principal, session_id, employee_no) as c:
+        db, meeting, member, att = c.db, c.meeting, c.member, c.attendance
         window = CheckinWindow.for_session(
             meeting.starts_at,
             meeting.ends_at,
@@ -345,7 +375,6 @@ def manual_checkin(
         )
         if not window.opens_at <= at <= window.closes_at:
             raise DomainError("the check-in time lies outside the session's check-in window")
-        att = _attendance(db, session_id, member.id)
         if att is not None and att.checked_in_at is not None:
             raise Conflict(f"{member.name} is already checked in")
         status = window.status_at(at)
@@ -380,9 +409,7 @@ def manual_checkin(
         db.flush()
         entries = 0
         if meeting.closed_at is not None:
-            entries = _resettle(
-                db.connection(), session_id, f"manual check-in: {reason}", now, zone
-            )
+            entries = c.resettle(f"manual check-in: {reason}", now, zone)
         elif points:
             db.add(
                 LedgerEntry(
@@ -396,21 +423,17 @@ def manual_checkin(
                 )
             )
             entries = 1
-        record_audit(
-            db,
-            actor=principal.username,
-            action="attendance.manual_checkin",
-            target=f"session {session_id} member {member.employee_no}",
-            details={
+        c.record_and_commit(
+            "attendance.manual_checkin",
+            {
                 "reason": reason,
                 "at": at.isoformat(),
                 "status": status.value,
                 "tap_id": tap.id,
                 "ledger_entries": entries,
             },
-            at=now,
+            now,
         )
-        uow.commit()
 
 
 def void_checkin(
@@ -425,11 +448,8 @@ def void_checkin(
 ) -> None:
     """Void a wrong check-in: its taps stop counting, its credit is reversed."""
     reason = _reason(reason)
-    with uow:
-        db = uow.session
-        meeting = _open_session(db, principal, session_id)
-        member = _member(db, principal, employee_no)
-        att = _attendance(db, session_id, member.id)
+    with _correction(uow, principal, session_id, employee_no) as c:
+        db, meeting, member, att = c.db, c.meeting, c.member, c.attendance
         if att is None or att.checked_in_at is None:
             raise Conflict(f"{member.name} has no check-in to void")
         taps = db.execute(
@@ -456,7 +476,7 @@ def void_checkin(
         db.flush()
         entries = 0
         if meeting.closed_at is not None:
-            entries = _resettle(db.connection(), session_id, f"void: {reason}", now, zone)
+            entries = c.resettle(f"void: {reason}", now, zone)
         else:
             reversed_ids = select(LedgerEntry.reverses_id).where(
                 LedgerEntry.reverses_id.is_not(None)
@@ -482,16 +502,12 @@ def void_checkin(
                     )
                 )
             entries = len(live)
-        record_audit(
-            db,
-            actor=principal.username,
-            action="attendance.void",
-            target=f"session {session_id} member {member.employee_no}",
-            details={
+        c.record_and_commit(
+            "attendance.void",
+            {
                 "reason": reason,
                 "taps": {str(t.id): t.result for t in taps},
                 "ledger_entries": entries,
             },
-            at=now,
+            now,
         )
-        uow.commit()
