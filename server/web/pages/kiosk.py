@@ -40,17 +40,33 @@ COOKIE_MAX_AGE: Final = 365 * 24 * 3600
 SettingsDep = Annotated[Settings, Depends(web_settings)]
 
 
-def pair(response: RedirectResponse, cookie: str, token: str, path: str, secure: bool) -> None:
-    """Keep a device token in an HttpOnly cookie that only `path` ever receives."""
+def pair(
+    runtime: ServerRuntime,
+    settings: Settings,
+    token: str,
+    *,
+    kind: DeviceKind,
+    cookie: str,
+    path: str,
+) -> RedirectResponse:
+    """Check a device token, note its use, and keep it in an HttpOnly cookie only `path` gets.
+
+    The answer sends the browser back to `path` without the token in its address.
+    """
+    with runtime.database.sessions() as db:
+        device = authenticate(db, token, kind)
+    touch(UnitOfWork(runtime.database.write_sessions), device.id, runtime.clock.now())
+    response = redirect(path)
     response.set_cookie(
         cookie,
         token,
         max_age=COOKIE_MAX_AGE,
         path=path,
         httponly=True,
-        secure=secure,
+        secure=settings.cookie_secure,
         samesite="strict",
     )
+    return response
 
 
 def still_paired(runtime: ServerRuntime, token: str | None, kind: DeviceKind) -> bool:
@@ -80,12 +96,9 @@ def kiosk_page(
 ) -> HTMLResponse | RedirectResponse:
     """The kiosk screen; with ?token=… pair this browser first and come back without it."""
     if token is not None:
-        with runtime.database.sessions() as db:
-            device = authenticate(db, token, DeviceKind.KIOSK)
-        touch(UnitOfWork(runtime.database.write_sessions), device.id, runtime.clock.now())
-        response = redirect(KIOSK_PATH)
-        pair(response, KIOSK_COOKIE, token, KIOSK_PATH, settings.cookie_secure)
-        return response
+        return pair(
+            runtime, settings, token, kind=DeviceKind.KIOSK, cookie=KIOSK_COOKIE, path=KIOSK_PATH
+        )
     device = _kiosk(request, runtime)
     return render(
         request,

@@ -20,11 +20,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from server.api.deps import RuntimeDep
 from server.errors import NotFound, RollcallError
 from server.kiosk import sse
-from server.kiosk.devices import Device, DeviceKind, authenticate, touch
+from server.kiosk.devices import Device, DeviceKind, authenticate
 from server.kiosk.errors import DeviceRefused
 from server.kiosk.views import LiveFigures, live_figures, room_session, session_rooms
 from server.runtime import ServerRuntime
-from server.services.unit_of_work import UnitOfWork
 from server.settings import Settings
 from server.web.auth import OptionalPrincipalDep, Principal, web_settings
 from server.web.pages.kiosk import pair, still_paired
@@ -55,12 +54,9 @@ def live_entry(
 ) -> HTMLResponse | RedirectResponse:
     """Pair this browser (with ?token=…), then go to the screen's session."""
     if token is not None:
-        with runtime.database.sessions() as db:
-            device = authenticate(db, token, DeviceKind.SCREEN)
-        touch(UnitOfWork(runtime.database.write_sessions), device.id, runtime.clock.now())
-        response = redirect(LIVE_PATH)
-        pair(response, SCREEN_COOKIE, token, LIVE_PATH, settings.cookie_secure)
-        return response
+        return pair(
+            runtime, settings, token, kind=DeviceKind.SCREEN, cookie=SCREEN_COOKIE, path=LIVE_PATH
+        )
     device = _screen(request, runtime)
     session_id = device.session_id
     if session_id is None and device.room_id is not None:
