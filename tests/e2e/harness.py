@@ -122,22 +122,27 @@ def wait_healthy(base: str, timeout: float = 30.0) -> None:
     raise TimeoutError(f"{base}/healthz not healthy within {timeout} s: {last}")
 
 
+def reader_command(tmp_path: Path, mqtt_url: str, *source: str) -> list[str]:
+    """`rollcall-reader run` as the e2e reader, with no debounce, taking taps from `source`."""
+    return [
+        str(BIN / "rollcall-reader"),
+        "run",
+        "--id",
+        READER_ID,
+        "--mqtt-url",
+        mqtt_url,
+        "--outbox",
+        str(tmp_path / "outbox.sqlite3"),
+        *source,
+        "--debounce",
+        "0",
+    ]
+
+
 def reader(tmp_path: Path, mqtt_url: str, name: str = "reader") -> Process:
     """Start `rollcall-reader run` reading taps from stdin, with no debounce."""
     return Process(
-        [
-            str(BIN / "rollcall-reader"),
-            "run",
-            "--id",
-            READER_ID,
-            "--mqtt-url",
-            mqtt_url,
-            "--outbox",
-            str(tmp_path / "outbox.sqlite3"),
-            "--stdin",
-            "--debounce",
-            "0",
-        ],
+        reader_command(tmp_path, mqtt_url, "--stdin"),
         log_path=tmp_path / f"{name}.log",
         stdin=True,
     )
@@ -171,3 +176,77 @@ def queued(proc: Process) -> dict[str, str]:
         if match := regex.match(line):
             found[match["event"]] = match["uid"]
     return found
+
+
+@contextmanager
+def vpcd_reader(tmp_path: Path) -> Iterator[None]:
+    """Run a pcscd of the test's own with vpcd as its only reader, its slot empty.
+
+    In a run that also holds the PC/SC tests' session pcscd, this one takes over
+    /run/pcscd; their fixture starts theirs again when it finds it stopped. Fails the
+    test where the PC/SC stack is missing.
+    """
+    from contextlib import ExitStack
+
+    import pytest
+
+    from tests.integration.pcsc.pcscd import (
+        Pcscd,
+        PcscdUnavailable,
+        check_stack,
+        machine_lock,
+        write_vpcd_config,
+    )
+
+    try:
+        check_stack()
+    except PcscdUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    base = tmp_path / "pcscd"
+    daemon = Pcscd(write_vpcd_config(base / "reader.conf.d"), base / "pcscd.log")
+    with machine_lock(), ExitStack() as cleanup:
+        cleanup.callback(daemon.give_back)
+        cleanup.callback(daemon.stop)
+        try:
+            daemon.start()
+        except PcscdUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield
+
+
+def pcsc_reader_config(tmp_path: Path, *, challenge_response: bool = False) -> Path:
+    """Write a reader agent config that watches vpcd's reader; return its path."""
+    from tests.integration.pcsc.pcscd import READER_NAME
+
+    config = tmp_path / "reader.toml"
+    text = f'[pcsc]\nreader = "{READER_NAME}"\n'
+    if challenge_response:
+        text += "challenge_response = true\n"
+    config.write_text(text)
+    return config
+
+
+@contextmanager
+def pcsc_agent(
+    tmp_path: Path, mqtt_url: str, *, challenge_response: bool = False, timeout: float = 60.0
+) -> Iterator[Process]:
+    """Run `rollcall-reader run` on the pcsc source, no debounce; stop it on leaving.
+
+    Yields once the agent watches vpcd's reader, so that a test taps as a person would
+    at a running terminal. No debounce so that a second tap of the same card reaches the
+    server, which answers it as a duplicate.
+    """
+    from tests.integration.pcsc.pcscd import READER_NAME
+
+    config = pcsc_reader_config(tmp_path, challenge_response=challenge_response)
+    log = tmp_path / "reader.log"
+    agent = Process(
+        [*reader_command(tmp_path, mqtt_url, "--source", "pcsc"), "--config", str(config)],
+        log_path=log,
+    )
+    try:
+        watching = f"watching PC/SC reader {READER_NAME!r}"
+        agent.wait_until(lambda: watching in log.read_text(errors="replace"), timeout=timeout)
+        yield agent
+    finally:
+        agent.terminate()

@@ -16,15 +16,7 @@ from sqlalchemy import create_engine, select
 
 from server.db.models import SuspectedClone, TapRecord
 from tests.e2e import harness
-from tests.integration.pcsc.pcscd import (
-    READER_NAME,
-    Pcscd,
-    PcscdUnavailable,
-    check_stack,
-    machine_lock,
-    wait_reader_empty,
-    write_vpcd_config,
-)
+from tests.integration.pcsc.pcscd import wait_reader_empty
 from tests.integration.pcsc.vicc import KEYED_CARD_ATR, KeyedCard, VirtualCard
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import Process
@@ -34,7 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOM = "R000"  # the seeded reader's room
 MASTER_KEYS = "1:0F1E2D3C4B5A69788796A5B4C3D2E1F0\n2:8E1F2A93C4D5B6E7F8091A2B3C4D5E6F\n"
-WATCHING = f"watching PC/SC reader {READER_NAME!r}"
 ACK_WAIT = 60.0
 
 
@@ -47,22 +38,10 @@ REFUSED = r"^\[error\] 卡片认证失败 — 疑似复制卡 \| 请联系管理
 
 
 @pytest.fixture
-def vpcd_reader(tmp_path: Path) -> Iterator[Pcscd]:
+def vpcd_reader(tmp_path: Path) -> Iterator[None]:
     """A pcscd of this test's own with vpcd as its only reader, its slot empty."""
-    try:
-        check_stack()
-    except PcscdUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    base = tmp_path / "pcscd"
-    daemon = Pcscd(write_vpcd_config(base / "reader.conf.d"), base / "pcscd.log")
-    with machine_lock(), ExitStack() as cleanup:
-        cleanup.callback(daemon.give_back)
-        cleanup.callback(daemon.stop)
-        try:
-            daemon.start()
-        except PcscdUnavailable as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield daemon
+    with harness.vpcd_reader(tmp_path):
+        yield
 
 
 def rollcall(tmp_path: Path, env: dict[str, str], *args: str) -> Process:
@@ -71,35 +50,6 @@ def rollcall(tmp_path: Path, env: dict[str, str], *args: str) -> Process:
     proc = Process([str(harness.BIN / "rollcall"), *args], env=env, log_path=log)
     assert proc.wait(timeout=60) == 0, log.read_text(errors="replace")
     return proc
-
-
-def reader_config(tmp_path: Path) -> Path:
-    config = tmp_path / "reader.toml"
-    config.write_text(f'[pcsc]\nreader = "{READER_NAME}"\nchallenge_response = true\n')
-    return config
-
-
-def pcsc_agent(tmp_path: Path, mqtt_url: str) -> Process:
-    """`rollcall-reader run` on the pcsc source with challenge-response on, no debounce."""
-    return Process(
-        [
-            str(harness.BIN / "rollcall-reader"),
-            "run",
-            "--config",
-            str(reader_config(tmp_path)),
-            "--id",
-            harness.READER_ID,
-            "--mqtt-url",
-            mqtt_url,
-            "--outbox",
-            str(tmp_path / "outbox.sqlite3"),
-            "--source",
-            "pcsc",
-            "--debounce",
-            "0",
-        ],
-        log_path=tmp_path / "reader.log",
-    )
 
 
 def tap(agent: Process, card: VirtualCard, expected: str) -> None:
@@ -137,10 +87,10 @@ def clones(database_url: str) -> list[tuple[str, int]]:
         engine.dispose()
 
 
+@pytest.mark.usefixtures("vpcd_reader")  # only needed running
 def test_personalised_card_passes_and_its_clone_is_refused_in_a_strong_room(
-    vpcd_reader: Pcscd, mosquitto: Mosquitto, tmp_path: Path
+    mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    del vpcd_reader  # only needed running
     database_url = f"sqlite:///{tmp_path / 'rollcall.sqlite3'}"
     harness.upgrade(database_url, tmp_path)
     roster = harness.seed(database_url, members=2)
@@ -165,7 +115,7 @@ def test_personalised_card_passes_and_its_clone_is_refused_in_a_strong_room(
             str(harness.BIN / "rollcall-reader"),
             "personalise",
             "--config",
-            str(reader_config(tmp_path)),
+            str(harness.pcsc_reader_config(tmp_path, challenge_response=True)),
             "--key-file",
             str(key_file),
         ],
@@ -187,10 +137,9 @@ def test_personalised_card_passes_and_its_clone_is_refused_in_a_strong_room(
     server_env = {**env, "ROLLCALL_MQTT_URL": mosquitto.url}
     del server_env["ROLLCALL_DATA_DIR"]  # the harness gives the server its own
     with harness.server(tmp_path, server_env), ExitStack() as cleanup:
-        agent = pcsc_agent(tmp_path, mosquitto.url)
-        cleanup.callback(agent.terminate)
-        log = tmp_path / "reader.log"
-        agent.wait_until(lambda: WATCHING in log.read_text(errors="replace"), timeout=ACK_WAIT)
+        agent = cleanup.enter_context(
+            harness.pcsc_agent(tmp_path, mosquitto.url, challenge_response=True, timeout=ACK_WAIT)
+        )
 
         # The clone first: refused, flagged, nothing credited; then the genuine card passes.
         tap(agent, clone, REFUSED)

@@ -9,18 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import harness
-from tests.integration.pcsc.pcscd import (
-    READER_NAME,
-    Pcscd,
-    PcscdUnavailable,
-    check_stack,
-    machine_lock,
-    wait_reader_empty,
-    write_vpcd_config,
-)
+from tests.integration.pcsc.pcscd import wait_reader_empty
 from tests.integration.pcsc.vicc import VirtualCard, contactless_responder, storage_card_atr
 from tests.support.mosquitto import Mosquitto
-from tests.support.processes import Process
 from tests.support.roster import MEMBER_NAME, SESSION_TITLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,64 +20,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WHO = f"{MEMBER_NAME.format(index=0)} \\| {SESSION_TITLE}"
 ACCEPTED = rf"^\[accepted\] 签到成功 \+{harness.POINTS} — {WHO}$"
 DUPLICATE = rf"^\[duplicate\] 重复签到 — {WHO} \| 已于 \d\d:\d\d 签到$"
-WATCHING = f"watching PC/SC reader {READER_NAME!r}"
 # Generous: the first ack also waits for the agent to start and reach the broker.
 ACK_WAIT = 60.0
 
 
 @pytest.fixture
-def vpcd_reader(tmp_path: Path) -> Iterator[Pcscd]:
+def vpcd_reader(tmp_path: Path) -> Iterator[None]:
     """A pcscd of this test's own with vpcd as its only reader, its slot empty."""
-    try:
-        check_stack()
-    except PcscdUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    base = tmp_path / "pcscd"
-    daemon = Pcscd(write_vpcd_config(base / "reader.conf.d"), base / "pcscd.log")
-    # In a run that also holds the PC/SC tests' session pcscd, this one takes over
-    # /run/pcscd; their fixture starts theirs again when it finds it stopped.
-    with machine_lock(), ExitStack() as cleanup:
-        cleanup.callback(daemon.give_back)
-        cleanup.callback(daemon.stop)
-        try:
-            daemon.start()
-        except PcscdUnavailable as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield daemon
+    with harness.vpcd_reader(tmp_path):
+        yield
 
 
-def pcsc_agent(tmp_path: Path, mqtt_url: str) -> Process:
-    """Start `rollcall-reader run` on the pcsc source, watching vpcd's reader, no debounce.
-
-    No debounce so that the second tap reaches the server, which answers it as a duplicate.
-    """
-    config = tmp_path / "reader.toml"
-    config.write_text(f'[pcsc]\nreader = "{READER_NAME}"\n')
-    return Process(
-        [
-            str(harness.BIN / "rollcall-reader"),
-            "run",
-            "--config",
-            str(config),
-            "--id",
-            harness.READER_ID,
-            "--mqtt-url",
-            mqtt_url,
-            "--outbox",
-            str(tmp_path / "outbox.sqlite3"),
-            "--source",
-            "pcsc",
-            "--debounce",
-            "0",
-        ],
-        log_path=tmp_path / "reader.log",
-    )
-
-
-def test_virtual_card_tap_is_credited_once_and_acked(
-    vpcd_reader: Pcscd, mosquitto: Mosquitto, tmp_path: Path
-) -> None:
-    del vpcd_reader  # only needed running
+@pytest.mark.usefixtures("vpcd_reader")  # only needed running
+def test_virtual_card_tap_is_credited_once_and_acked(mosquitto: Mosquitto, tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'rollcall.sqlite3'}"
     harness.upgrade(database_url, tmp_path)
     roster = harness.seed(database_url, members=1)
@@ -95,13 +41,10 @@ def test_virtual_card_tap_is_credited_once_and_acked(
     env = {"ROLLCALL_DATABASE_URL": database_url, "ROLLCALL_MQTT_URL": mosquitto.url}
     with harness.server(tmp_path, env) as (_, _, mqtt), ExitStack() as cleanup:
         assert mqtt == mosquitto.url
-        agent = pcsc_agent(tmp_path, mosquitto.url)
-        cleanup.callback(agent.terminate)
+        # The agent is up once it watches the reader: tap then, as a person would.
+        agent = cleanup.enter_context(harness.pcsc_agent(tmp_path, mosquitto.url, timeout=ACK_WAIT))
         cleanup.callback(card.remove)
 
-        # Tap once the agent watches the reader, as a person would at a running terminal.
-        log = tmp_path / "reader.log"
-        agent.wait_until(lambda: WATCHING in log.read_text(errors="replace"), timeout=ACK_WAIT)
         card.insert()
         agent.wait_for(ACCEPTED, timeout=ACK_WAIT)
         card.remove()
