@@ -69,25 +69,38 @@ TOUCH_INTERVAL = timedelta(seconds=1)
 
 _GENERATION = text("SELECT generation FROM reference_generation WHERE id = 1")
 _SQLITE_TRIGGERS = text(
-    "SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'reference_bump_%'"
+    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'reference_bump_%'"
 )
 _POSTGRESQL_TRIGGERS = text(
-    "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+    "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
     "WHERE NOT t.tgisinternal AND t.tgname LIKE 'reference_bump_%' "
     "AND pg_table_is_visible(c.oid)"
 )
 
 
+def expected_triggers(dialect: str) -> set[str]:
+    """The generation triggers migration 0009 creates: one per table on PostgreSQL
+    (statement level, every kind of change), one per table and change on SQLite."""
+    if dialect == "postgresql":
+        return {f"reference_bump_{table}" for table in WATCHED_TABLES}
+    return {
+        f"reference_bump_{table}_{change}"
+        for table in WATCHED_TABLES
+        for change in ("insert", "update", "delete")
+    }
+
+
 def triggers_present(connection: Connection) -> bool:
-    """Whether every watched table has its generation trigger."""
-    query = _POSTGRESQL_TRIGGERS if connection.dialect.name == "postgresql" else _SQLITE_TRIGGERS
+    """Whether every generation trigger is there (one missing would let a change go unseen)."""
+    postgresql = connection.dialect.name == "postgresql"
     try:
         with connection.begin_nested():
-            tables = {row[0] for row in connection.execute(query)}
+            query = _POSTGRESQL_TRIGGERS if postgresql else _SQLITE_TRIGGERS
+            names = {row[0] for row in connection.execute(query)}
             connection.execute(_GENERATION).scalar_one()
     except SQLAlchemyError:  # no table, no row, no catalogue access: not trusted
         return False
-    return set(WATCHED_TABLES) <= tables
+    return expected_triggers(connection.dialect.name) <= names
 
 
 @dataclass
