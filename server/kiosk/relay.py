@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol import topics
@@ -89,10 +89,13 @@ class EventRelay:
             if not events:
                 return
             self.hub.publish(events)
-            # QoS 0 while disconnected is dropped by paho: the screens then miss an update.
-            self._client.publish(
+            info = self._client.publish(
                 topics.server_events(), encode_batch(self.origin, events), qos=EVENTS_QOS
             )
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                # QoS 0 while disconnected is dropped by paho: other processes' screens
+                # miss this update and catch up with the next.
+                log.warning("tap events not sent to other processes: %s", info.rc)
         except Exception:
             log.exception("tap events not published")
 

@@ -112,8 +112,10 @@ def test_storm_with_kills_credits_every_tap_exactly_once(
 
         def database() -> None:
             killed = fleet.terminate_connections(database_url)
+            connections_killed.append(killed)
             print(f"terminated {killed} database connections")
 
+        connections_killed: list[int] = []
         actions: dict[str, Callable[[], None]] = {
             "broker": broker,
             "ingest": ingest,
@@ -129,6 +131,8 @@ def test_storm_with_kills_credits_every_tap_exactly_once(
             terminal.wait_drained(timeout=DRAIN_TIMEOUT)
         elapsed = time.monotonic() - began
         assert sum(w.runs for w in workers) == len(workers) + FAULT_ROUNDS
+        # A database fault that met no connection would have tested nothing.
+        assert not connections_killed or sum(connections_killed) > 0, connections_killed
     # Faults are expected to cost retries (warnings), never a failed batch left unanswered.
     assert [line for w in workers for line in w.errors()] == []
     print(f"storm drained after {elapsed:.1f}s")

@@ -578,6 +578,7 @@ def test_concurrent_batches_never_double_credit(
     for t in threads:
         t.join(30)
 
+    assert not [t.name for t in threads if t.is_alive()], "a recording thread hung"
     assert not errors
     accepted = [
         o for outcomes in results.values() for o in outcomes if o.result is AckResult.ACCEPTED
