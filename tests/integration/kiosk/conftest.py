@@ -65,6 +65,8 @@ class SseReader:
     def __init__(self, client: httpx.Client, path: str, cookies: dict[str, str]) -> None:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.status: int | None = None
+        # Why the stream broke, if it broke before close().
+        self.error: httpx.HTTPError | None = None
         self._opened = threading.Event()
         self._stop = threading.Event()
         self._response: httpx.Response | None = None
@@ -90,15 +92,21 @@ class SseReader:
                     elif line == "" and data:
                         self.events.put((name, json.loads(data)))
                         name, data = "message", ""
-        except httpx.HTTPError:
-            pass
+        except httpx.HTTPError as exc:
+            if not self._stop.is_set():  # not our own close(): keep it for next() to tell
+                self.error = exc
         finally:
             self._opened.set()
 
     def next(self, name: str, timeout: float = 10.0) -> Any:
         """The data of the next event called `name` (others are skipped)."""
         while True:
-            got, data = self.events.get(timeout=timeout)
+            try:
+                got, data = self.events.get(timeout=timeout)
+            except queue.Empty:
+                if self.error is not None:
+                    raise AssertionError(f"the event stream broke: {self.error!r}") from None
+                raise
             if got == name:
                 return data
 
