@@ -4,7 +4,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Dialect, Table, text
+from sqlalchemy import Column, Connection, CursorResult, Dialect, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
@@ -58,7 +58,7 @@ class BatchInsert:
         self._conflict = tuple(conflict)
         self._conflict_where = conflict_where
         self._returning = tuple(returning)
-        self._by_columns: dict[tuple[str, ...], _UnnestInsert] = {}
+        self._by_columns: dict[tuple[str, ...], UnnestInsert] = {}
         statement = insert_for(dialect, table).on_conflict_do_nothing(
             index_elements=list(conflict),
             index_where=text(conflict_where) if conflict_where else None,
@@ -73,26 +73,19 @@ class BatchInsert:
         """Insert `rows`; the result yields the `returning` columns of the rows inserted."""
         if self._dialect != "postgresql" or len(rows) < UNNEST_FROM_ROWS:
             return connection.execute(self._multi_values, list(rows))
-        columns = tuple(rows[0])
+        unnest = self.unnest_insert(connection.dialect, tuple(rows[0]))
+        return connection.execute(unnest.statement, unnest.arrays.params(connection, rows))
+
+    def unnest_insert(self, dialect: Dialect, columns: tuple[str, ...]) -> "UnnestInsert":
+        """The PostgreSQL array form of this INSERT for rows with `columns` (built once)."""
         unnest = self._by_columns.get(columns)
         if unnest is None:
-            unnest = self._by_columns[columns] = self._unnest(connection.dialect, columns)
-        params = {}
-        for name, process in unnest.processors:
-            values = [row[name] for row in rows]
-            params[name] = binary_array(connection, map(process, values) if process else values)
-        return connection.execute(unnest.statement, params)
+            unnest = self._by_columns[columns] = self._unnest(dialect, columns)
+        return unnest
 
-    def _unnest(self, dialect: Dialect, columns: tuple[str, ...]) -> "_UnnestInsert":
+    def _unnest(self, dialect: Dialect, columns: tuple[str, ...]) -> "UnnestInsert":
         quote = dialect.identifier_preparer.quote
-        arrays = []
-        processors: list[tuple[str, Callable[[Any], Any] | None]] = []
-        for name in columns:
-            column_type = self._table.c[name].type
-            arrays.append(f"CAST(:{name} AS {column_type.compile(dialect=dialect)}[])")
-            # Each element gets the column's own bind processing (UTC check, JSON …),
-            # exactly as in a plain INSERT.
-            processors.append((name, column_type.dialect_impl(dialect).bind_processor(dialect)))
+        arrays = Arrays.of(dialect, [(name, self._table.c[name]) for name in columns])
         conflict = ", ".join(quote(name) for name in self._conflict)
         where = f" WHERE {self._conflict_where}" if self._conflict_where else ""
         returning = (
@@ -102,16 +95,50 @@ class BatchInsert:
         )
         into = f"{quote(self._table.name)} ({', '.join(quote(c) for c in columns)})"
         # Names and types come from our table metadata, never from input.
-        sql = f"INSERT INTO {into} SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
+        sql = f"INSERT INTO {into} SELECT * FROM {arrays.sql}"  # noqa: S608
         sql += f" ON CONFLICT ({conflict}){where} DO NOTHING{returning}"
         statement: Executable = text(sql)
         if self._returning:
             # Typed result columns: rows come back converted as from a Core INSERT.
             statement = text(sql).columns(*(self._table.c[name] for name in self._returning))
-        return _UnnestInsert(statement, tuple(processors))
+        return UnnestInsert(sql, statement, arrays)
 
 
 @dataclass(frozen=True)
-class _UnnestInsert:
-    statement: Executable
+class Arrays:
+    """`unnest(CAST(:a AS t[]), …)`: rows passed as one binary array per column (PostgreSQL).
+
+    Each parameter is named after its key in the rows and typed as the column
+    given for it; each element gets that column's own bind processing (UTC check,
+    JSON, …), exactly as in a plain INSERT.
+    """
+
+    sql: str
     processors: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
+    @classmethod
+    def of(cls, dialect: Dialect, columns: Sequence[tuple[str, Column[Any]]]) -> "Arrays":
+        """The unnest over parameters named as the keys, typed as the columns."""
+        casts = []
+        processors: list[tuple[str, Callable[[Any], Any] | None]] = []
+        for name, column in columns:
+            casts.append(f"CAST(:{name} AS {column.type.compile(dialect=dialect)}[])")
+            processors.append((name, column.type.dialect_impl(dialect).bind_processor(dialect)))
+        return cls(f"unnest({', '.join(casts)})", tuple(processors))
+
+    def params(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The array parameters holding `rows`, in their order."""
+        params = {}
+        for name, process in self.processors:
+            values = [row[name] for row in rows]
+            params[name] = binary_array(connection, map(process, values) if process else values)
+        return params
+
+
+@dataclass(frozen=True)
+class UnnestInsert:
+    """An INSERT … SELECT * FROM unnest(…): its text, as a statement, and its arrays."""
+
+    sql: str
+    statement: Executable
+    arrays: Arrays

@@ -600,19 +600,23 @@ def test_naive_times_are_refused_by_storage(database: Database, seeded: MinimalS
         conn.execute(statement)
 
 
+def _stale_once(monkeypatch: pytest.MonkeyPatch, lookup: str) -> None:
+    """`lookups.<lookup>` finds nothing once: as if another worker committed after we looked."""
+    real = getattr(lookups, lookup)
+    calls: list[int] = []
+
+    def stale_first(connection: Any, keys: Any) -> Any:
+        calls.append(1)
+        return {} if len(calls) == 1 else real(connection, keys)
+
+    monkeypatch.setattr(lookups, lookup, stale_first)
+
+
 def test_losing_an_attendance_race_downgrades_to_duplicate(
     database: Database, seeded: MinimalSeed, taps: TapBuilder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     [winner] = record(database, taps.received())
-    real = lookups.attendance_for
-    calls: list[int] = []
-
-    def stale_first(connection: Any, pairs: Any) -> Any:
-        # As if another worker committed that attendance after this batch looked.
-        calls.append(1)
-        return {} if len(calls) == 1 else real(connection, pairs)
-
-    monkeypatch.setattr(lookups, "attendance_for", stale_first)
+    _stale_once(monkeypatch, "attendance_for")
 
     [loser] = record(database, taps.received(at=NOW + timedelta(minutes=1)))
 
@@ -634,14 +638,7 @@ def test_losing_an_event_id_race_answers_with_the_winner(
 ) -> None:
     tap = taps.received()
     [winner] = record(database, tap)
-    real = lookups.original_taps
-    calls: list[int] = []
-
-    def stale_first(connection: Any, event_ids: Any) -> Any:
-        calls.append(1)
-        return {} if len(calls) == 1 else real(connection, event_ids)
-
-    monkeypatch.setattr(lookups, "original_taps", stale_first)
+    _stale_once(monkeypatch, "original_taps")
 
     [loser] = record(database, tap)
 
@@ -651,6 +648,28 @@ def test_losing_an_event_id_race_answers_with_the_winner(
     assert count(database, TapRecord) == 1
     assert count(database, Attendance) == 1
     assert len(ledger(database)) == 1
+
+
+def test_a_tap_lost_to_another_worker_creates_no_attendance_of_its_own(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first copy was stored while the card was unknown; the card is enrolled; a
+    # redelivered copy is decided as a check-in by a batch that looked before the
+    # first was committed. Its INSERT meets the stored event id: the attendance and
+    # credit planned with it must go too, though no attendance exists to conflict with.
+    tap = taps.received(uid="10000000")
+    [first] = record(database, tap)
+    _add_members(database, seeded, 1)  # enrols "10000000"
+    _stale_once(monkeypatch, "original_taps")
+
+    [again] = record(database, tap)
+
+    assert first.result is not AckResult.ACCEPTED
+    assert again.result is AckResult.DUPLICATE
+    assert again.detail == f"already recorded as {first.result.value}"
+    assert count(database, TapRecord) == 1
+    assert count(database, Attendance) == 0
+    assert ledger(database) == []
 
 
 def test_a_stored_repeat_in_a_batch_of_new_taps_changes_nothing_else(
