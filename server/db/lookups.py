@@ -15,14 +15,18 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     Connection,
     CursorResult,
+    Dialect,
     Select,
     any_,
     bindparam,
@@ -274,30 +278,89 @@ def cards_by_key(
 ) -> dict[tuple[str, str], CardInfo]:
     """The card each (tech, uid) names: the active one, else the most recently changed."""
     wanted = set(keys)
+    rows = (
+        row
+        for part in chunks({uid for _, uid in wanted})
+        for row in _CARDS.run(connection, {"uids": part})
+    )
+    return _best_cards(wanted, rows)
+
+
+def _best_cards(
+    wanted: set[tuple[str, str]], rows: Iterable[Sequence[Any]]
+) -> dict[tuple[str, str], CardInfo]:
     best: dict[tuple[str, str], tuple[tuple[int, datetime | None, int], CardInfo]] = {}
-    for part in chunks({uid for _, uid in wanted}):
-        rows = _CARDS.run(connection, {"uids": part})
-        for row in rows:
-            key = (row[1], row[2])
-            if key not in wanted:
-                continue
-            info = CardInfo(
-                card_id=row[0],
-                tech=row[1],
-                uid=row[2],
-                status=CardStatus(row[3]),
-                member_id=row[5],
-                member_name=row[6],
-                org_unit_id=row[7],
-                active_from=row[8],
-                active_to=row[9],
-            )
-            # Active first; among inactive cards the latest change, then the newest row.
-            rank = (1 if info.status is CardStatus.ACTIVE else 0, row[4], row[0])
-            previous = best.get(key)
-            if previous is None or _rank_key(rank) > _rank_key(previous[0]):
-                best[key] = (rank, info)
+    for row in rows:
+        key = (row[1], row[2])
+        if key not in wanted:
+            continue
+        info = CardInfo(
+            card_id=row[0],
+            tech=row[1],
+            uid=row[2],
+            status=CardStatus(row[3]),
+            member_id=row[5],
+            member_name=row[6],
+            org_unit_id=row[7],
+            active_from=row[8],
+            active_to=row[9],
+        )
+        # Active first; among inactive cards the latest change, then the newest row.
+        rank = (1 if info.status is CardStatus.ACTIVE else 0, row[4], row[0])
+        previous = best.get(key)
+        if previous is None or _rank_key(rank) > _rank_key(previous[0]):
+            best[key] = (rank, info)
     return {key: info for key, (_, info) in best.items()}
+
+
+@dataclass(frozen=True)
+class BatchStart:
+    """What a batch reads first: the reference generation and the cards it names."""
+
+    generation: int | None
+    cards: dict[tuple[str, str], CardInfo]
+
+
+def start_batch(connection: Connection, keys: Iterable[tuple[str, str]]) -> BatchStart | None:
+    """PostgreSQL: BEGIN, the reference generation and `cards_by_key(keys)` in one round trip.
+
+    psycopg's pipeline mode sends the transaction's BEGIN and both queries before
+    reading any answer: one round trip where there were three (BEGIN is its own
+    otherwise), at 1,000 taps/s a tenth of a batch's time. SQLAlchemy cannot run a
+    statement in pipeline mode (it reads the result's columns before the answer
+    has come), so these two go to psycopg directly, the cards query as SQLAlchemy
+    compiles it. None on another backend, inside a transaction already begun, or
+    on any error (after rolling back): the caller then reads them one by one, which
+    raises the error as SQLAlchemy does, the connection invalidated if it is dead.
+    """
+    if connection.dialect.name != "postgresql":
+        return None
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        return None
+    if driver.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE:
+        return None
+    wanted = set(keys)
+    uids = binary_array(connection, {uid for _, uid in wanted})
+    try:
+        with driver.pipeline():
+            generation = driver.execute(_GENERATION_SQL)
+            cards = driver.execute(_cards_sql(connection.dialect), {"uids": uids})
+        row = generation.fetchone()
+        return BatchStart(row[0] if row else None, _best_cards(wanted, cards.fetchall()))
+    except psycopg.Error as exc:
+        log.debug("pipelined batch start failed, reading one by one: %s", exc)
+        with suppress(psycopg.Error):
+            driver.rollback()
+        return None
+
+
+_GENERATION_SQL = "SELECT generation FROM reference_generation WHERE id = 1"
+
+
+@cache
+def _cards_sql(dialect: Dialect) -> str:
+    return str(_CARDS.arrays.compile(dialect=dialect))
 
 
 def _rank_key(rank: tuple[int, datetime | None, int]) -> tuple[int, float, int]:

@@ -114,8 +114,17 @@ class _Sessions:
 class Reference:
     """Reads reference data for a batch; this one reads it every time."""
 
-    def begin(self, connection: Connection) -> None:
-        """Called in each batch's transaction before anything is read."""
+    def begin(self, connection: Connection, generation: int | None = None) -> None:
+        """Called in each batch's transaction before anything is read.
+
+        `generation`: `reference_generation` as the batch read it already (see
+        `wants_generation`), else None.
+        """
+
+    @property
+    def wants_generation(self) -> bool:
+        """Whether `begin` would read the generation (a caller may read it first)."""
+        return False
 
     def readers(self, connection: Connection, reader_ids: set[str]) -> dict[str, ReaderInfo]:
         """Registered readers among `reader_ids`, with their current signing positions."""
@@ -172,7 +181,11 @@ class ReferenceCache(Reference):
         """Whether the database's triggers were found (decided at the first batch)."""
         return bool(self._trusted)
 
-    def begin(self, connection: Connection) -> None:
+    @property
+    def wants_generation(self) -> bool:
+        return self._trusted is True
+
+    def begin(self, connection: Connection, generation: int | None = None) -> None:
         """Drop what was kept if the generation moved (or the triggers are missing)."""
         if self._trusted is None:
             self._trusted = triggers_present(connection)
@@ -181,7 +194,10 @@ class ReferenceCache(Reference):
                     "reference_generation or its triggers are missing (schema not at "
                     "migration 0009?): reference data is read for every batch"
                 )
-        generation = connection.execute(_GENERATION).scalar() if self._trusted else None
+        if generation is None and self._trusted:
+            generation = connection.execute(_GENERATION).scalar()
+        if not self._trusted:
+            generation = None
         if generation is None or generation != self._generation:
             self._clear()
             self._generation = generation

@@ -473,6 +473,8 @@ class _Batch:
     positions: dict[str, Position | None] = field(default_factory=dict)
     # Where the strong card tier is required and the answering cards' keys, read once.
     tiers: TierContext | None = None
+    # The cards of every tap in the batch, when read with the generation (lookups.start_batch).
+    cards: dict[tuple[str, str], CardInfo] | None = None
     # Attendance rows created with the taps, by (member, session), when one statement did both.
     created_attendance: dict[tuple[int, int], int] | None = None
 
@@ -482,7 +484,21 @@ class _Batch:
 
     def record(self) -> list[Outcome]:
         self.items = [_Item(s) for s in self.submissions]
-        self.reference.begin(self.connection)
+        start = None
+        if self.optimistic and self.reference.wants_generation:
+            start = lookups.start_batch(
+                self.connection,
+                {
+                    (s.tap.card.tech.value, s.tap.card.uid)
+                    for s in self.submissions
+                    if isinstance(s, ReceivedTap)
+                },
+            )
+        if start is not None:
+            self.reference.begin(self.connection, start.generation)
+            self.cards = start.cards
+        else:
+            self.reference.begin(self.connection)
         fresh = self._skip_repeats()
         resolved = self._resolve(fresh)
         self._decide_attendance(resolved)
@@ -536,8 +552,12 @@ class _Batch:
         received = [i.submission for i in taps if isinstance(i.submission, ReceivedTap)]
         refs = self.reference
         readers = refs.readers(self.connection, {r.tap.reader_id for r in received})
-        cards = lookups.cards_by_key(
-            self.connection, {(r.tap.card.tech.value, r.tap.card.uid) for r in received}
+        cards = (
+            self.cards
+            if self.cards is not None
+            else lookups.cards_by_key(
+                self.connection, {(r.tap.card.tech.value, r.tap.card.uid) for r in received}
+            )
         )
         times = [r.tap.occurred_at for r in received]
         sessions = refs.sessions(

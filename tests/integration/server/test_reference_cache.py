@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import event, func, insert, select, text, update
 
 from protocol import AckResult, TapMode
 from protocol.signing import sign
+from server.db import lookups
 from server.db.engine import Database
 from server.db.models import (
     ActivityType,
@@ -61,13 +63,21 @@ def move_reader(database: Database, reader_id: str, room_id: int) -> None:
 
 
 @pytest.fixture
-def statements(database: Database) -> Iterator[list[str]]:
-    """The SQL statements run from here on."""
+def statements(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The SQL statements run from here on, through SQLAlchemy or psycopg directly."""
     seen: list[str] = []
 
     def listen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
+    # lookups.start_batch runs its pipelined reads on the psycopg connection itself.
+    direct = psycopg.Connection.execute
+
+    def execute(self: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(query))
+        return direct(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
     event.listen(database.engine, "before_cursor_execute", listen)
     yield seen
     event.remove(database.engine, "before_cursor_execute", listen)
@@ -145,6 +155,30 @@ def test_a_quiet_batch_reads_only_the_generation_cards_and_attendance(
     tables = {t.lower() for s in reads for t in re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", s)}
     assert tables == {"reference_generation", "cards", "members", "attendance"}, reads
     assert "reference_generation" in reads[0]
+
+
+def test_a_batch_start_that_fails_rolls_back_and_leaves_reading_one_by_one(
+    database: Database, seeded: MinimalSeed
+) -> None:
+    keys = [(seeded.card_tech.value, seeded.card_uid)]
+    with database.engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            assert lookups.start_batch(conn, keys) is None  # SQLite: one by one
+            return
+        conn.exec_driver_sql("ALTER TABLE reference_generation RENAME TO kept_aside")
+        conn.commit()
+        try:
+            assert lookups.start_batch(conn, keys) is None
+            # Rolled back: the connection takes statements again.
+            assert conn.exec_driver_sql("SELECT count(*) FROM cards").scalar() == 1
+            conn.rollback()
+        finally:
+            conn.exec_driver_sql("ALTER TABLE kept_aside RENAME TO reference_generation")
+            conn.commit()
+        start = lookups.start_batch(conn, keys)
+        assert start is not None
+        assert start.generation == generation(database)
+        assert [c.member_id for c in start.cards.values()] == [seeded.member_id]
 
 
 def test_a_reader_moved_to_another_room_is_seen_by_the_next_batch(
