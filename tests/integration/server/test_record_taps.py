@@ -718,3 +718,32 @@ def test_a_batch_without_repeats_does_not_look_event_ids_up_first(
     assert [o.result for o in outcomes] == [AckResult.ACCEPTED, AckResult.ACCEPTED]
     looked_up = [s for s in statements if s.lstrip().startswith("SELECT") and "FROM taps" in s]
     assert looked_up == []
+
+
+def test_attendance_lookup_answers_exactly_the_pairs_asked(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    first, second = _add_members(database, seeded, 2)
+    record(database, taps.received(uid=first), taps.received(uid=second))
+    with database.sessions() as db:
+        rows = db.execute(select(Attendance.member_id, Attendance.session_id)).all()
+    (m1, s), (m2, _) = sorted(tuple(r) for r in rows)
+    asked = [(m1, s), (m2, s + 1), (m1 + m2, s)]  # one stored; two that are not
+
+    with database.engine.connect() as conn:
+        found = lookups.attendance_for(conn, asked)
+        many = lookups.attendance_for(conn, [(m1, s)] + [(m2 + i, s + 1) for i in range(600)])
+
+    assert set(found) == {(m1, s)}
+    assert found[(m1, s)].status == "present"
+    assert set(many) == {(m1, s)}
+
+
+def test_card_lookup_matches_technology_and_uid(database: Database, seeded: MinimalSeed) -> None:
+    [uid] = _add_members(database, seeded, 1)
+    with database.engine.connect() as conn:
+        right = lookups.cards_by_key(conn, [(CardTech.ISO14443A.value, uid)])
+        wrong = lookups.cards_by_key(conn, [(CardTech.FELICA.value, uid)])
+
+    assert [c.uid for c in right.values()] == [uid]
+    assert wrong == {}

@@ -152,7 +152,9 @@ def test_a_quiet_batch_reads_only_the_generation_cards_and_attendance(
 
     assert outcome.result is AckResult.DUPLICATE
     reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    tables = {t.lower() for s in reads for t in re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", s)}
+    # Tables, not set-returning functions (unnest(…)) nor LATERAL subqueries.
+    named = r"\b(?:FROM|JOIN)\s+(?!LATERAL\b)(\w+)\b(?!\s*\()"
+    tables = {t.lower() for s in reads for t in re.findall(named, s, re.IGNORECASE)}
     assert tables == {"reference_generation", "cards", "members", "attendance"}, reads
     assert "reference_generation" in reads[0]
 
