@@ -329,6 +329,8 @@ class IngestWorker:
         self._held: list[_Work] = []
         self._retry_at = 0.0
         self._retry_delay = FIRST_BACKOFF_SECONDS
+        # Recording stopped for the broker's PUBACKs (MAX_UNCONFIRMED_ACKS): counted once a pause.
+        self._paused_for_broker = False
         self._started = False
         self._accepting = threading.Event()
         self._stopping = threading.Event()
@@ -527,8 +529,11 @@ class IngestWorker:
         while self._pending:
             if self.unconfirmed_acks >= MAX_UNCONFIRMED_ACKS:
                 # The broker is behind with our acks: go on reading its PUBACKs first.
-                self.counters.add("paused_for_broker")
+                if not self._paused_for_broker:
+                    self._paused_for_broker = True
+                    self.counters.add("paused_for_broker")
                 return
+            self._paused_for_broker = False
             batch = self._pending[:limit]
             del self._pending[:limit]
             try:

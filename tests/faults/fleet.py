@@ -105,10 +105,11 @@ class Ingest:
             self.proc = None
 
     def stop(self) -> None:
-        """SIGTERM and wait."""
+        """SIGTERM and wait: a worker that died meanwhile, or stops uncleanly, fails the test."""
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc = None
+            proc, self.proc = self.proc, None
+            code = proc.terminate()
+            assert code == 0, f"{self.name} exited with {code}; last lines: {proc.lines[-10:]}"
 
 
 @contextmanager

@@ -432,7 +432,7 @@ def test_no_tap_is_taken_while_the_broker_is_behind_with_the_acks(
     with pytest.raises(TimeoutError):
         readers.ack(timeout=1.0)  # waiting for the broker, not answered (and not dropped)
     assert worker.queued == 2
-    assert worker.counters.get("paused_for_broker") >= 1
+    assert worker.counters.get("paused_for_broker") == 1  # one pause, however many loop turns
 
     worker.release()
     answered = readers.acks(2)

@@ -7,12 +7,12 @@ see it.
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event, func, insert, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 
 from protocol import AckResult, TapMode
 from protocol.signing import sign
@@ -21,6 +21,7 @@ from server.db.engine import Database
 from server.db.models import (
     ActivityType,
     AttendanceSession,
+    Base,
     Reader,
     Room,
     SessionRoom,
@@ -327,3 +328,93 @@ def test_a_worker_writes_a_readers_last_seen_time_at_most_once_a_second(
     latest = later + timedelta(milliseconds=10)
     record_taps(UnitOfWork(database.write_sessions), [taps.received(received_at=latest)])
     assert last_seen(database, seeded.reader_id) == latest
+
+
+def _watched_row(
+    database: Database, seeded: MinimalSeed, table: str
+) -> tuple[dict[str, Any], str, tuple[str, ...]]:
+    """A new row for `table` (its dependencies made first), a watched column, its key."""
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    if table == "session_rooms":
+        # A second room for the seeded session: the pair must be new.
+        rooms = table_of(Room)
+        with database.engine.begin() as conn:
+            room_id = conn.execute(
+                insert(rooms).values(code="ROOM-2", name="第二会议室").returning(rooms.c.id)
+            ).scalar_one()
+        return (
+            {"session_id": seeded.session_id, "room_id": room_id},
+            "room_id",
+            ("session_id", "room_id"),
+        )
+    rows: dict[str, tuple[dict[str, Any], str, tuple[str, ...]]] = {
+        "readers": (
+            {"reader_id": "reader-new", "room_id": seeded.room_id, "mode": "checkin"},
+            "mode",
+            ("reader_id",),
+        ),
+        "rooms": ({"code": "ROOM-NEW", "name": "新会议室"}, "name", ("code",)),
+        "sessions": (
+            {
+                "title": "新的会",
+                "activity_type_id": seeded.activity_type_id,
+                "starts_at": now,
+                "ends_at": now + timedelta(hours=1),
+            },
+            "title",
+            ("starts_at",),
+        ),
+        "session_audience": (
+            {"session_id": seeded.session_id, "org_unit_id": seeded.org_unit_id},
+            "org_unit_id",
+            ("session_id",),
+        ),
+        "activity_types": (
+            {"code": "NEW", "name": "新活动", "default_points": 1},
+            "name",
+            ("code",),
+        ),
+        "points_rule_versions": (
+            {"version": "new/1", "effective_from": now.date(), "body": {"activities": {}}},
+            "version",
+            ("effective_from",),
+        ),
+        "strong_tier_rooms": (
+            {"room_id": seeded.room_id, "required_since": now},
+            "required_since",
+            ("room_id",),
+        ),
+        "strong_tier_activity_types": (
+            {"activity_type_id": seeded.activity_type_id, "required_since": now},
+            "required_since",
+            ("activity_type_id",),
+        ),
+        "org_units": (
+            {"code": "UNIT-NEW", "name": "新支部", "parent_id": seeded.org_unit_id},
+            "name",
+            ("code",),
+        ),
+    }
+    return rows[table]
+
+
+@pytest.mark.parametrize("table", WATCHED_TABLES)
+def test_every_watched_table_raises_the_generation_on_insert_update_and_delete(
+    database: Database, seeded: MinimalSeed, table: str
+) -> None:
+    # The triggers-present check trusts the triggers by name; this checks what each does.
+    row, column, key = _watched_row(database, seeded, table)
+    target = Base.metadata.tables[table]
+    match = [target.c[name] == row[name] for name in key]
+    seen = [generation(database)]
+
+    change(database, insert(target).values(**row))
+    seen.append(generation(database))
+    change(database, update(target).where(*match).values({column: row[column]}))
+    seen.append(generation(database))
+    change(database, delete(target).where(*match))
+    seen.append(generation(database))
+
+    assert seen[1] > seen[0], f"INSERT INTO {table} left the generation at {seen}"
+    assert seen[2] > seen[1], f"UPDATE {table} SET {column} left the generation at {seen}"
+    assert seen[3] > seen[2], f"DELETE FROM {table} left the generation at {seen}"
