@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import cache
 from typing import Any, TypeVar
 
@@ -321,49 +321,23 @@ def _best_cards(
 
 @dataclass(frozen=True)
 class BatchStart:
-    """What a batch reads first: the reference generation, the cards it names and,
-    if asked, their members' attendance of some sessions."""
+    """What a batch reads first: the reference generation and the cards it names."""
 
     generation: int | None
     cards: dict[tuple[str, str], CardInfo]
-    # Every attendance row of the cards' members in `sessions` (None: not asked).
-    attendance: "KnownAttendance | None" = None
 
 
-@dataclass(frozen=True)
-class KnownAttendance:
-    """The attendance of some members in some sessions, all of it."""
+def start_batch(connection: Connection, keys: Iterable[tuple[str, str]]) -> BatchStart | None:
+    """PostgreSQL: BEGIN, the reference generation and `cards_by_key(keys)` in one round trip.
 
-    members: frozenset[int]
-    sessions: frozenset[int]
-    rows: dict[tuple[int, int], AttendanceInfo]
-
-    def answer(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], AttendanceInfo] | None:
-        """`attendance_for(pairs)` from what is known, or None if a pair lies outside it."""
-        if not all(m in self.members and s in self.sessions for m, s in pairs):
-            return None
-        return {pair: info for pair in pairs if (info := self.rows.get(pair)) is not None}
-
-
-def start_batch(
-    connection: Connection,
-    keys: Iterable[tuple[str, str]],
-    sessions: Iterable[int] = (),
-) -> BatchStart | None:
-    """PostgreSQL: BEGIN, the reference generation, `cards_by_key(keys)` and, for
-    `sessions`, the attendance of those cards' members, in one round trip.
-
-    psycopg's pipeline mode sends the transaction's BEGIN and the queries before
-    reading any answer: one round trip where there were four (BEGIN is its own
-    otherwise), at 1,000 taps/s a fifth of a batch's time. `sessions` are the ones
-    the caller expects the taps to resolve to (its cached candidates): the
-    attendance it would look up next, asked before the cards are known by joining
-    them. SQLAlchemy cannot run a statement in pipeline mode (it reads the
-    result's columns before the answer has come), so these go to psycopg
-    directly, the cards query as SQLAlchemy compiles it. None on another backend,
-    inside a transaction already begun, or on any error (after rolling back): the
-    caller then reads them one by one, which raises the error as SQLAlchemy does,
-    the connection invalidated if it is dead.
+    psycopg's pipeline mode sends the transaction's BEGIN and both queries before
+    reading any answer: one round trip where there were three (BEGIN is its own
+    otherwise), at 1,000 taps/s a tenth of a batch's time. SQLAlchemy cannot run a
+    statement in pipeline mode (it reads the result's columns before the answer
+    has come), so these two go to psycopg directly, the cards query as SQLAlchemy
+    compiles it. None on another backend, inside a transaction already begun, or
+    on any error (after rolling back): the caller then reads them one by one, which
+    raises the error as SQLAlchemy does, the connection invalidated if it is dead.
     """
     if connection.dialect.name != "postgresql":
         return None
@@ -373,58 +347,19 @@ def start_batch(
     if driver.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE:
         return None
     wanted = set(keys)
-    asked = frozenset(sessions)
-    params = {
-        "techs": binary_array(connection, {tech for tech, _ in wanted}),
-        "uids": binary_array(connection, {uid for _, uid in wanted}),
-    }
+    techs = binary_array(connection, {tech for tech, _ in wanted})
+    uids = binary_array(connection, {uid for _, uid in wanted})
     try:
         with driver.pipeline():
             generation = driver.execute(_GENERATION_SQL)
-            cards = driver.execute(_cards_sql(connection.dialect), params)
-            attendance = (
-                driver.execute(
-                    _CARDS_ATTENDANCE_SQL,
-                    {**params, "sessions": binary_array(connection, asked)},
-                )
-                if asked
-                else None
-            )
+            cards = driver.execute(_cards_sql(connection.dialect), {"techs": techs, "uids": uids})
         row = generation.fetchone()
-        found = _best_cards(wanted, cards.fetchall())
-        known = None
-        if attendance is not None:
-            rows = {}
-            for member_id, session_id, status, checked_in, checked_out in attendance:
-                rows[(member_id, session_id)] = AttendanceInfo(
-                    member_id, session_id, status, _utc(checked_in), _utc(checked_out)
-                )
-            members = frozenset(card.member_id for card in found.values())
-            known = KnownAttendance(members, asked, rows)
-        return BatchStart(row[0] if row else None, found, known)
+        return BatchStart(row[0] if row else None, _best_cards(wanted, cards.fetchall()))
     except psycopg.Error as exc:
         log.debug("pipelined batch start failed, reading one by one: %s", exc)
         with suppress(psycopg.Error):
             driver.rollback()
         return None
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # As UtcDateTime reads it through SQLAlchemy.
-    return value.astimezone(UTC) if value is not None else None
-
-
-# The attendance of the members of the cards named, in the sessions given. The
-# cards repeat _CARDS's condition (a superset of the members found there); OFFSET 0
-# keeps the lateral a per-card probe of the (member, session) index even before
-# the table has statistics (see _attendance_pairs).
-_CARDS_ATTENDANCE_SQL = (
-    "SELECT a.member_id, a.session_id, a.status, a.checked_in_at, a.checked_out_at "
-    "FROM cards AS c CROSS JOIN LATERAL ("
-    "SELECT member_id, session_id, status, checked_in_at, checked_out_at FROM attendance "
-    "WHERE member_id = c.member_id AND session_id = ANY(%(sessions)s) OFFSET 0) AS a "
-    "WHERE c.tech = ANY(%(techs)s) AND c.uid = ANY(%(uids)s)"
-)
 
 
 _GENERATION_SQL = "SELECT generation FROM reference_generation WHERE id = 1"

@@ -126,14 +126,6 @@ class Reference:
         """Whether `begin` would read the generation (a caller may read it first)."""
         return False
 
-    def kept_sessions(
-        self, reader_ids: set[str], earliest: datetime, latest: datetime
-    ) -> tuple[int, frozenset[int]] | None:
-        """Without reading anything: the ids of the sessions `sessions()` would offer
-        taps from these readers between earliest and latest, and the generation that
-        holds for; None unless all of it is kept."""
-        return None
-
     def readers(self, connection: Connection, reader_ids: set[str]) -> dict[str, ReaderInfo]:
         """Registered readers among `reader_ids`, with their current signing positions."""
         return lookups.readers_by_id(connection, reader_ids)
@@ -209,26 +201,6 @@ class ReferenceCache(Reference):
         if generation is None or generation != self._generation:
             self._clear()
             self._generation = generation
-
-    def kept_sessions(
-        self, reader_ids: set[str], earliest: datetime, latest: datetime
-    ) -> tuple[int, frozenset[int]] | None:
-        kept = self._sessions
-        if self._generation is None or kept is None:
-            return None
-        if not (kept.earliest <= earliest and latest <= kept.latest):
-            return None
-        ids: set[int] = set()
-        for reader_id in reader_ids:
-            if reader_id not in self._readers:
-                return None
-            reader = self._readers[reader_id]
-            if reader is None or reader.room_id is None:
-                continue  # its taps resolve to no session
-            if reader.room_id not in kept.rooms:
-                return None
-            ids.update(c.session_id for c in kept.found.in_room(reader.room_id))
-        return self._generation, frozenset(ids)
 
     def _clear(self) -> None:
         self._readers = {}

@@ -39,7 +39,7 @@ from sqlalchemy.sql.expression import Executable
 
 from protocol import Ack, AckResult, Display, Tap, TapMode
 from server.db import lookups
-from server.db.lookups import CardInfo, OriginalTap, ReaderInfo
+from server.db.lookups import AttendanceInfo, CardInfo, OriginalTap, ReaderInfo
 from server.db.models import Attendance, LedgerEntry, Reader, TapRecord, UnknownCard, table_of
 from server.db.upserts import Arrays, BatchInsert, UnnestInsert, insert_for
 from server.domain import display
@@ -175,11 +175,6 @@ def record_tap(
     """Record one tap in its own transaction."""
     return record_taps(uow, [submission], policy)[0]
 
-
-# Batches up to this many taps read their attendance with their cards (one round trip
-# less: a tenth of a small batch's time). A big batch spends more in the broader
-# read (every kept session of its rooms, 3-5 ms for 500 taps) than the round trip.
-READ_AHEAD_ATTENDANCE = 32
 
 # --------------------------------------------------------------------------- statements
 #
@@ -480,8 +475,6 @@ class _Batch:
     tiers: TierContext | None = None
     # The cards of every tap in the batch, when read with the generation (lookups.start_batch).
     cards: dict[tuple[str, str], CardInfo] | None = None
-    # Attendance read with them, of the sessions the reference data kept then offered.
-    known_attendance: lookups.KnownAttendance | None = None
     # Attendance rows created with the taps, by (member, session), when one statement did both.
     created_attendance: dict[tuple[int, int], int] | None = None
 
@@ -491,7 +484,16 @@ class _Batch:
 
     def record(self) -> list[Outcome]:
         self.items = [_Item(s) for s in self.submissions]
-        start = self._start() if self.optimistic and self.reference.wants_generation else None
+        start = None
+        if self.optimistic and self.reference.wants_generation:
+            start = lookups.start_batch(
+                self.connection,
+                {
+                    (s.tap.card.tech.value, s.tap.card.uid)
+                    for s in self.submissions
+                    if isinstance(s, ReceivedTap)
+                },
+            )
         if start is not None:
             self.reference.begin(self.connection, start.generation)
             self.cards = start.cards
@@ -510,25 +512,6 @@ class _Batch:
         self._touch_readers()
         self._advance_positions()
         return self._outcomes()
-
-    def _start(self) -> lookups.BatchStart | None:
-        """The generation and cards, and the attendance the kept sessions point to, at once."""
-        taps = [s.tap for s in self.submissions if isinstance(s, ReceivedTap)]
-        expected = None
-        if 0 < len(taps) <= READ_AHEAD_ATTENDANCE:
-            times = [t.occurred_at for t in taps]
-            expected = self.reference.kept_sessions(
-                {t.reader_id for t in taps}, min(times), max(times)
-            )
-        start = lookups.start_batch(
-            self.connection,
-            {(t.card.tech.value, t.card.uid) for t in taps},
-            expected[1] if expected else (),
-        )
-        if start is not None and expected is not None and start.generation == expected[0]:
-            # Read with the sessions this batch will resolve to: good for its lookup.
-            self.known_attendance = start.attendance
-        return start
 
     # ---- repeats
 
@@ -821,8 +804,9 @@ class _Batch:
             for r in resolved
             if r.resolution is not None
         }
-        read = self.known_attendance.answer(pairs) if self.known_attendance else None
-        stored = read if read is not None else lookups.attendance_for(self.connection, pairs)
+        stored: dict[tuple[int, int], AttendanceInfo] = lookups.attendance_for(
+            self.connection, pairs
+        )
         state = {
             key: _AttendanceState(info.checked_in_at, info.checked_out_at)
             for key, info in stored.items()
