@@ -351,18 +351,27 @@ def start_batch(connection: Connection, keys: Iterable[tuple[str, str]]) -> Batc
     uids = binary_array(connection, {uid for _, uid in wanted})
     try:
         with driver.pipeline():
-            generation = driver.execute(_GENERATION_SQL)
+            generation = driver.execute(GENERATION_SQL)
             cards = driver.execute(_cards_sql(connection.dialect), {"techs": techs, "uids": uids})
         row = generation.fetchone()
         return BatchStart(row[0] if row else None, _best_cards(wanted, cards.fetchall()))
     except psycopg.Error as exc:
-        log.debug("pipelined batch start failed, reading one by one: %s", exc)
+        # Costs this batch two round trips; a cause that persists is said once.
+        reason = type(exc).__name__
+        if reason not in _PIPELINE_FAILURES:
+            _PIPELINE_FAILURES.add(reason)
+            log.warning("pipelined batch start failed, reading one by one (%s: %s)", reason, exc)
         with suppress(psycopg.Error):
             driver.rollback()
         return None
 
 
-_GENERATION_SQL = "SELECT generation FROM reference_generation WHERE id = 1"
+# Kinds of error start_batch has logged (once each per process).
+_PIPELINE_FAILURES: set[str] = set()
+
+
+# The reference data's generation (migration 0009), also read by services.reference.
+GENERATION_SQL = "SELECT generation FROM reference_generation WHERE id = 1"
 
 
 @cache
@@ -500,17 +509,16 @@ def org_history(connection: Connection, member_ids: Iterable[int]) -> OrgHistory
     return OrgHistory(dict(periods))
 
 
-_ATTENDANCE = _Query.build(
-    lambda in_list: select(
-        Attendance.member_id,
-        Attendance.session_id,
-        Attendance.status,
-        Attendance.checked_in_at,
-        Attendance.checked_out_at,
-    ).where(
-        in_list(Attendance.member_id, "members"),
-        in_list(Attendance.session_id, "sessions"),
-    )
+# SQLite's form (PostgreSQL asks by exact pairs: _attendance_pairs).
+_ATTENDANCE = select(
+    Attendance.member_id,
+    Attendance.session_id,
+    Attendance.status,
+    Attendance.checked_in_at,
+    Attendance.checked_out_at,
+).where(
+    _expanding(Attendance.member_id, "members"),
+    _expanding(Attendance.session_id, "sessions"),
 )
 
 
@@ -520,7 +528,9 @@ def attendance_for(
     """Existing attendance for (member_id, session_id) pairs."""
     wanted = set(pairs)
     found: dict[tuple[int, int], AttendanceInfo] = {}
-    if connection.dialect.name == "postgresql" and wanted:
+    if not wanted:
+        return found
+    if connection.dialect.name == "postgresql":
         pairs_query = _attendance_pairs(connection.dialect)
         params = pairs_query.arrays.params(
             connection, [{"members": m, "sessions": s} for m, s in sorted(wanted)]
@@ -530,7 +540,7 @@ def attendance_for(
         return found
     sessions = list({session_id for _, session_id in wanted})
     for part in chunks({member_id for member_id, _ in wanted}):
-        rows = _ATTENDANCE.run(connection, {"members": part, "sessions": sessions})
+        rows = connection.execute(_ATTENDANCE, {"members": part, "sessions": sessions})
         for row in rows:
             key = (row[0], row[1])
             if key in wanted:

@@ -67,7 +67,7 @@ MAX_READERS = 10_000
 # A worker writes a reader's last-seen time and skew at most this often.
 TOUCH_INTERVAL = timedelta(seconds=1)
 
-_GENERATION = text("SELECT generation FROM reference_generation WHERE id = 1")
+_GENERATION = text(lookups.GENERATION_SQL)
 _SQLITE_TRIGGERS = text(
     "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'reference_bump_%'"
 )

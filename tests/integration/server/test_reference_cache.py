@@ -5,6 +5,7 @@ connection and commit, not through the cache), and the very next batch must
 see it.
 """
 
+import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -161,7 +162,10 @@ def test_a_quiet_batch_reads_only_the_generation_cards_and_attendance(
 
 
 def test_a_batch_start_that_fails_rolls_back_and_leaves_reading_one_by_one(
-    database: Database, seeded: MinimalSeed
+    database: Database,
+    seeded: MinimalSeed,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     keys = [(seeded.card_tech.value, seeded.card_uid)]
     with database.engine.connect() as conn:
@@ -170,11 +174,19 @@ def test_a_batch_start_that_fails_rolls_back_and_leaves_reading_one_by_one(
             return
         conn.exec_driver_sql("ALTER TABLE reference_generation RENAME TO kept_aside")
         conn.commit()
+        monkeypatch.setattr(lookups, "_PIPELINE_FAILURES", set())
         try:
-            assert lookups.start_batch(conn, keys) is None
-            # Rolled back: the connection takes statements again.
-            assert conn.exec_driver_sql("SELECT count(*) FROM cards").scalar() == 1
-            conn.rollback()
+            with caplog.at_level(logging.WARNING, logger=lookups.__name__):
+                assert lookups.start_batch(conn, keys) is None
+                # Rolled back: the connection takes statements again.
+                assert conn.exec_driver_sql("SELECT count(*) FROM cards").scalar() == 1
+                conn.rollback()
+                assert lookups.start_batch(conn, keys) is None
+                conn.rollback()
+            # Said, with its cause, once however many batches it costs.
+            said = [r.getMessage() for r in caplog.records if "pipelined" in r.getMessage()]
+            assert len(said) == 1, said
+            assert "UndefinedTable" in said[0]
         finally:
             conn.exec_driver_sql("ALTER TABLE kept_aside RENAME TO reference_generation")
             conn.commit()
