@@ -120,7 +120,7 @@ class _IngestClient(mqtt.Client):
         self._read_buffer = b""
         self._read_pos = 0
         self._holder: int | None = None  # the thread inside one_wakeup()
-        self._held = False  # it queued packets without waking the network thread
+        self._wake_due = False  # it queued packets without waking the network thread
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._read_pos >= len(self._read_buffer):
@@ -165,8 +165,8 @@ class _IngestClient(mqtt.Client):
             yield
         finally:
             self._holder = None
-            if self._held:
-                self._held = False
+            if self._wake_due:
+                self._wake_due = False
                 if self._thread is threading.current_thread():
                     # The network thread itself (recording a batch): write now rather
                     # than on the loop's next turn; what the socket does not take yet
@@ -249,7 +249,7 @@ class _IngestClient(mqtt.Client):
                 "info": info,
             }
         )
-        self._held = True
+        self._wake_due = True
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
