@@ -57,6 +57,10 @@ def _one_of(column: str, values: type[Any]) -> str:
     return f"{column} IN ({allowed})"
 
 
+# The partial unique index of attendance credits; an ON CONFLICT naming it repeats it.
+ATTENDANCE_CREDIT_WHERE = "source = 'attendance'"
+
+
 def _partial(condition: str) -> dict[str, Any]:
     """Index keyword arguments for a partial index on both backends."""
     return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
@@ -436,7 +440,7 @@ class LedgerEntry(Base):
             "attendance_id",
             "credit_seq",
             unique=True,
-            **_partial("source = 'attendance'"),
+            **_partial(ATTENDANCE_CREDIT_WHERE),
         ),
         Index(
             "uq_points_ledger_reverses_id",

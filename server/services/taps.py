@@ -40,7 +40,15 @@ from sqlalchemy.sql.expression import Executable
 from protocol import Ack, AckResult, Display, Tap, TapMode
 from server.db import lookups
 from server.db.lookups import AttendanceInfo, CardInfo, OriginalTap, ReaderInfo
-from server.db.models import Attendance, LedgerEntry, Reader, TapRecord, UnknownCard, table_of
+from server.db.models import (
+    ATTENDANCE_CREDIT_WHERE,
+    Attendance,
+    LedgerEntry,
+    Reader,
+    TapRecord,
+    UnknownCard,
+    table_of,
+)
 from server.db.upserts import Arrays, BatchInsert, UnnestInsert, insert_for
 from server.domain import display
 from server.domain.attendance import (
@@ -265,7 +273,7 @@ def _upserts(dialect: str) -> _Upserts:
         dialect,
         _LEDGER,
         ["attendance_id", "credit_seq"],
-        conflict_where="source = 'attendance'",
+        conflict_where=ATTENDANCE_CREDIT_WHERE,
     )
     cards = insert_for(dialect, _UNKNOWN_CARDS)
     new, old = cards.excluded, _UNKNOWN_CARDS.c
@@ -346,7 +354,7 @@ c AS (
     FROM a JOIN p ON p.member_id = a.member_id AND p.session_id = a.session_id
     WHERE p.amount <> 0
     ORDER BY a.id
-    ON CONFLICT (attendance_id, credit_seq) WHERE source = 'attendance' DO NOTHING
+    ON CONFLICT (attendance_id, credit_seq) WHERE {ATTENDANCE_CREDIT_WHERE} DO NOTHING
 )
 SELECT t.id, t.event_id, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) FROM t
 UNION ALL
