@@ -51,6 +51,7 @@ from protocol import MalformedMessage, encode, topics
 from server.db.engine import Database
 from server.domain.clock import SYSTEM_CLOCK, Clock
 from server.errors import StorageError
+from server.ingest.configsync import ReaderConfigSync
 from server.ingest.counters import IngestCounters
 from server.ingest.endpoint import MqttEndpoint
 from server.ingest.inbound import reader_status, tap_submission
@@ -341,6 +342,8 @@ class IngestWorker:
         self._unconfirmed_acks = 0
         self._acks_lock = threading.Lock()
         self._client = self._make_client()
+        # Each registered reader's retained config topic, kept as the database says.
+        self.configs = ReaderConfigSync(database, self._publish_config)
 
     # ---- lifecycle
 
@@ -443,6 +446,7 @@ class IngestWorker:
             self.counters.add("connect_refused")
             return
         self._generation += 1
+        self.configs.reset()
         self._connected.set()
         self.counters.add("connects")
         log.info(
@@ -553,6 +557,29 @@ class IngestWorker:
             self._retry_held()
         elif self._pending:
             self._record_pending()
+        if self._subscribed.is_set() and not self._stopping.is_set():
+            try:
+                self.configs.poll()
+            except Exception:
+                log.exception("publishing reader configs failed")
+                self.counters.add("worker_errors")
+
+    def _publish_config(self, topic: str, payload: bytes) -> bool:
+        """Publish one reader's config, retained; False unless it went out now."""
+        # Counted first, as acks are: whoever receives it also sees it counted.
+        with self._acks_lock:
+            self._unconfirmed_acks += 1  # its PUBACK comes back through _on_publish
+        self.counters.add("configs_published")
+        with self._client.one_wakeup():
+            info = self._client.publish(topic, payload, qos=topics.QOS, retain=True)
+        if info.rc not in {MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN}:
+            # Not queued either: no PUBACK will come.
+            log.warning("paho refused the config for %s (%s)", topic, info.rc)
+            with self._acks_lock:
+                self._unconfirmed_acks -= 1
+            self.counters.add("configs_published", -1)
+            return False
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _retry_held(self) -> None:
         """Once due, retry the taps the database could not take, then go on with the rest."""

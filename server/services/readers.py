@@ -1,13 +1,13 @@
-"""Reader state: what readers report on their retained status topic."""
+"""Readers: what they report on their retained status topic, and what the server tells them."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from protocol import ReaderState, Status, TapMode
+from protocol import Config, ReaderState, Status, TapMode
 from server.audit.chain import record_audit
 from server.db.models import Reader, Room
 from server.errors import NotFound, StorageError
@@ -97,3 +97,14 @@ def change_reader(uow: UnitOfWork, reader_id: str, changes: ReaderChanges, *, ac
             db, actor=actor, action="reader.change", target=f"reader {reader_id}", details=details
         )
         uow.commit()
+
+
+def reader_configs(connection: Connection) -> dict[str, Config]:
+    """The `config` each registered reader should run with: its mode and its room's name."""
+    rows = connection.execute(
+        select(Reader.reader_id, Reader.mode, Room.name).outerjoin(Room, Room.id == Reader.room_id)
+    )
+    return {
+        reader_id: Config(mode=TapMode(mode), room=room_name or "")
+        for reader_id, mode, room_name in rows
+    }

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, select
 
-from server.db.models import OrgUnit, SessionAudience
+from protocol import TapMode
+from server.db.models import OrgUnit, Reader, SessionAudience
 from tests.e2e import harness
 from tests.support.processes import Process
 
@@ -22,14 +23,20 @@ def create_device(
     return proc.wait_for(r"^url: (\S+)$").group(1)
 
 
-def reader(tmp_path: Path, mqtt_url: str, mode: str, name: str) -> Process:
-    """`rollcall-reader run` on the seeded reader, in the given mode, reading uids from stdin."""
+def reader(
+    tmp_path: Path, mqtt_url: str, mode: str, name: str, reader_id: str = harness.READER_ID
+) -> Process:
+    """`rollcall-reader run` (the seeded reader unless told), in a mode, reading uids from stdin.
+
+    The server's retained config sets the mode the database has for the reader:
+    `mode` is what the agent uses until that arrives.
+    """
     return Process(
         [
             str(harness.BIN / "rollcall-reader"),
             "run",
             "--id",
-            harness.READER_ID,
+            reader_id,
             "--mqtt-url",
             mqtt_url,
             "--outbox",
@@ -53,6 +60,23 @@ def expect_roster_branch(database_url: str, session_id: int) -> None:
             unit = connection.scalar(select(OrgUnit.id).where(OrgUnit.code == "ROSTER"))
             connection.execute(
                 SessionAudience.__table__.insert().values(session_id=session_id, org_unit_id=unit)
+            )
+    finally:
+        engine.dispose()
+
+
+def register_kiosk_reader(database_url: str, reader_id: str) -> None:
+    """A reader in kiosk mode beside the seeded one, as an administrator registers it."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            room_id = connection.scalar(
+                select(Reader.room_id).where(Reader.reader_id == harness.READER_ID)
+            )
+            connection.execute(
+                Reader.__table__.insert().values(
+                    reader_id=reader_id, room_id=room_id, mode=TapMode.KIOSK.value
+                )
             )
     finally:
         engine.dispose()

@@ -25,6 +25,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLEAR_SECONDS = 2
 HINT = "请到党建工作部（行政楼302）登记"
 ACK = r"^\[(accepted|duplicate|unknown|error)\] "
+# The kiosk is a reader of its own, registered in kiosk mode: the server's config
+# push would otherwise switch an agent started in kiosk mode to its reader's mode.
+KIOSK_READER = "kiosk-e2e"
 
 
 def _view_in_database(database_url: str, employee_no: str) -> Any:
@@ -51,6 +54,7 @@ def test_a_tap_shows_the_figures_then_clears(
 ) -> None:
     harness.upgrade(database_url, tmp_path)
     roster = harness.seed(database_url, members=10)
+    screens.register_kiosk_reader(database_url, KIOSK_READER)
     env = {
         "ROLLCALL_DATABASE_URL": database_url,
         "ROLLCALL_MQTT_URL": mosquitto.url,
@@ -69,10 +73,10 @@ def test_a_tap_shows_the_figures_then_clears(
             checkin.terminate()
 
         url = screens.create_device(
-            tmp_path, database_url, http, "--kind", "kiosk", "--reader", harness.READER_ID
+            tmp_path, database_url, http, "--kind", "kiosk", "--reader", KIOSK_READER
         )
         page = browser.new_page()
-        kiosk = screens.reader(tmp_path, mosquitto.url, "kiosk", "kiosk-reader")
+        kiosk = screens.reader(tmp_path, mosquitto.url, "kiosk", "kiosk-reader", KIOSK_READER)
         try:
             page.goto(url)
             assert page.url == f"{http}/kiosk"  # the token left the address bar
