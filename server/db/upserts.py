@@ -8,7 +8,7 @@ from sqlalchemy import Column, Connection, CursorResult, Dialect, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
-from server.db.arrays import binary_array
+from server.db.arrays import array_literal, binary_array
 from server.errors import StorageError
 
 Insert = postgresql.Insert | sqlite.Insert
@@ -34,11 +34,12 @@ class BatchInsert:
     whatever the batch size, so psycopg's query cache (statements up to 4 KiB)
     and the server's prepared statements are reused; SQLAlchemy's multi-VALUES
     rendering of a big batch is longer than that and was re-parsed by psycopg
-    on every batch. The arrays go in binary: psycopg's text arrays run a regex
-    over every element, 8 times the cost. Each array parameter has a fixed cost
-    in psycopg (about 13 µs), so a row or two still goes in as VALUES (measured
-    for taps: 1 row 183 against 430 µs, 4 rows 641 against 454, 64 rows 7.3
-    against 1.3 ms). SQLite keeps the multi-VALUES form, which costs it little.
+    on every batch. The arrays go in as literals built by `arrays.array_literal`
+    (psycopg's text arrays run a regex over every element; its binary ones cost
+    about 13 µs each before the first element). A row or two still goes in as
+    VALUES (measured for taps with binary arrays: 1 row 183 against 430 µs,
+    4 rows 641 against 454, 64 rows 7.3 against 1.3 ms). SQLite keeps the
+    multi-VALUES form, which costs it little.
 
     Every row of a batch must have the same keys; rows go in in the order given,
     which is the order their unique keys are locked in.
@@ -106,32 +107,45 @@ class BatchInsert:
 
 @dataclass(frozen=True)
 class Arrays:
-    """`unnest(CAST(:a AS t[]), …)`: rows passed as one binary array per column (PostgreSQL).
+    """`unnest(CAST(:a AS t[]), …)`: rows passed as one array per column (PostgreSQL).
 
     Each parameter is named after its key in the rows and typed as the column
     given for it; each element gets that column's own bind processing (UTC check,
-    JSON, …), exactly as in a plain INSERT.
+    JSON, …), as in a plain INSERT. An array goes in as a text literal
+    (`array_literal`) for the column types that knows, else in psycopg's binary
+    format.
     """
 
     sql: str
-    processors: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    processors: tuple[
+        tuple[str, Callable[[Any], Any] | None, Callable[[Sequence[Any]], str] | None], ...
+    ]
 
     @classmethod
     def of(cls, dialect: Dialect, columns: Sequence[tuple[str, Column[Any]]]) -> "Arrays":
         """The unnest over parameters named as the keys, typed as the columns."""
         casts = []
-        processors: list[tuple[str, Callable[[Any], Any] | None]] = []
+        processors = []
         for name, column in columns:
             casts.append(f"CAST(:{name} AS {column.type.compile(dialect=dialect)}[])")
-            processors.append((name, column.type.dialect_impl(dialect).bind_processor(dialect)))
+            processors.append(
+                (
+                    name,
+                    column.type.dialect_impl(dialect).bind_processor(dialect),
+                    array_literal(column.type, dialect),
+                )
+            )
         return cls(f"unnest({', '.join(casts)})", tuple(processors))
 
     def params(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The array parameters holding `rows`, in their order."""
-        params = {}
-        for name, process in self.processors:
+        params: dict[str, Any] = {}
+        for name, process, literal in self.processors:
             values = [row[name] for row in rows]
-            params[name] = binary_array(connection, map(process, values) if process else values)
+            if literal is not None:
+                params[name] = literal(values)
+            else:
+                params[name] = binary_array(connection, map(process, values) if process else values)
         return params
 
 
