@@ -28,7 +28,7 @@ from server.db.engine import open_database
 from server.ingest.inbound import tap_submission
 from server.services.reference import UNCACHED, ReferenceCache
 from server.services.taps import record_taps
-from server.services.unit_of_work import UnitOfWork
+from server.services.unit_of_work import HeldConnection
 
 
 def measure(  # noqa: PLR0917 - a benchmark entry point: its options, in order
@@ -46,8 +46,10 @@ def measure(  # noqa: PLR0917 - a benchmark entry point: its options, in order
             services.upgrade(url, workdir)
             members = taps_per_size * len(sizes) * rounds // 10 + 10
             fleet = services.seed(url, members=members, readers=10)
-            database = open_database(url)
-            # As the ingest worker does: readers, sessions and rules kept between batches.
+            # As the ingest worker does: no pre-ping, one connection kept between
+            # batches, readers, sessions and rules kept between batches.
+            database = open_database(url, pre_ping=False)
+            held = HeldConnection(database.writer)
             reference = ReferenceCache() if cached else UNCACHED
             try:
                 start = 0
@@ -72,9 +74,7 @@ def measure(  # noqa: PLR0917 - a benchmark entry point: its options, in order
                                 tap_submission(topics_[j], planned[j].payload, now)
                                 for j in range(i, min(i + size, len(planned)))
                             ]
-                            outcomes = record_taps(
-                                UnitOfWork(database.write_sessions), batch, reference=reference
-                            )
+                            outcomes = record_taps(held, batch, reference=reference)
                             for outcome in outcomes:
                                 ack = outcome.ack()
                                 if ack is not None:
@@ -95,6 +95,7 @@ def measure(  # noqa: PLR0917 - a benchmark entry point: its options, in order
                         f"  {cpu_min * size / 1000:7.2f} ms/batch   wall {wall_us:7.0f} µs/tap"
                     )
             finally:
+                held.close()
                 database.dispose()
 
 

@@ -70,6 +70,8 @@ class Database:
     engine: Engine
     sessions: sessionmaker[Session]
     write_sessions: sessionmaker[Session]
+    # What write_sessions are bound to (on SQLite, transactions BEGIN IMMEDIATE).
+    writer: Engine
 
     @property
     def display_url(self) -> str:
@@ -113,6 +115,7 @@ def open_database(url: str, *, echo: bool = False, pre_ping: bool = True) -> Dat
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
         write_sessions=sessionmaker(writer, expire_on_commit=False),
+        writer=writer,
     )
 
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, TypeVar
 
@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.expression import Executable
 
 from protocol import TapMode
-from server.db.arrays import binary_array
+from server.db.arrays import binary_array, compiled_sql, driver_rows
 from server.db.models import (
     ActivityType,
     Attendance,
@@ -522,6 +522,10 @@ _ATTENDANCE = select(
 )
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
 def attendance_for(
     connection: Connection, pairs: Iterable[tuple[int, int]]
 ) -> dict[tuple[int, int], AttendanceInfo]:
@@ -535,8 +539,13 @@ def attendance_for(
         params = pairs_query.arrays.params(
             connection, [{"members": m, "sessions": s} for m, s in sorted(wanted)]
         )
-        for row in connection.execute(pairs_query.statement, params):
-            found[(row[0], row[1])] = AttendanceInfo(*row)
+        sql = compiled_sql(pairs_query.statement, connection.dialect)
+        for member_id, session_id, status, checked_in_at, checked_out_at in driver_rows(
+            connection, sql, params
+        ):
+            found[(member_id, session_id)] = AttendanceInfo(
+                member_id, session_id, status, _utc(checked_in_at), _utc(checked_out_at)
+            )
         return found
     sessions = list({session_id for _, session_id in wanted})
     for part in chunks({member_id for member_id, _ in wanted}):

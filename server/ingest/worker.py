@@ -65,7 +65,7 @@ from server.services.taps import (
     TapPolicy,
     record_taps,
 )
-from server.services.unit_of_work import UnitOfWork
+from server.services.unit_of_work import HeldConnection, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +321,8 @@ class IngestWorker:
         self._on_committed = on_committed
         self.counters = IngestCounters()
         self._database = database
+        # The taps' transactions, on one connection kept between batches (network thread).
+        self._taps_uow = HeldConnection(database.writer)
         # Readers, sessions and rules kept between batches while unchanged.
         self.reference = ReferenceCache()
         self._clock = clock
@@ -396,6 +398,7 @@ class IngestWorker:
         self._wait_acks_confirmed(max(0.0, deadline - time.monotonic()))
         self._client.disconnect()
         self._client.loop_stop()
+        self._taps_uow.close()  # the network thread, its only user, has ended
         self._started = False
 
     def _wait_acks_confirmed(self, timeout: float) -> None:
@@ -682,7 +685,7 @@ class IngestWorker:
 
     def _record_taps(self, submissions: Sequence[Submission]) -> list[Outcome]:
         return record_taps(
-            UnitOfWork(self._database.write_sessions),
+            self._taps_uow,
             submissions,
             self.options.policy,
             self.reference,

@@ -39,6 +39,7 @@ from sqlalchemy.sql.expression import Executable
 
 from protocol import Ack, AckResult, Display, Tap, TapMode
 from server.db import lookups
+from server.db.arrays import compiled_sql, driver_rows
 from server.db.lookups import AttendanceInfo, CardInfo, OriginalTap, ReaderInfo
 from server.db.models import (
     ATTENDANCE_CREDIT_WHERE,
@@ -71,7 +72,7 @@ from server.services.cardauth import (
 )
 from server.services.reference import UNCACHED, Reference
 from server.services.signatures import Accepted, Position, check_tap
-from server.services.unit_of_work import UnitOfWork
+from server.services.unit_of_work import Transactional
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class Outcome:
 
 
 def record_taps(
-    uow: UnitOfWork,
+    uow: Transactional,
     batch: Sequence[Submission],
     policy: TapPolicy = DEFAULT_POLICY,
     reference: Reference = UNCACHED,
@@ -165,12 +166,12 @@ def record_taps(
             # and let the taps INSERT tell (see _Batch.optimistic).
             with uow:
                 outcomes = _Batch(
-                    uow.session.connection(), policy, reference, batch, optimistic=True
+                    uow.connection(), policy, reference, batch, optimistic=True
                 ).record()
                 uow.commit()
         except _RepeatsFound:
             with uow:
-                outcomes = _Batch(uow.session.connection(), policy, reference, batch).record()
+                outcomes = _Batch(uow.connection(), policy, reference, batch).record()
                 uow.commit()
     except SQLAlchemyError as exc:
         raise StorageError(f"recording a batch of {len(batch)} taps failed: {exc}") from exc
@@ -178,7 +179,7 @@ def record_taps(
 
 
 def record_tap(
-    uow: UnitOfWork, submission: Submission, policy: TapPolicy = DEFAULT_POLICY
+    uow: Transactional, submission: Submission, policy: TapPolicy = DEFAULT_POLICY
 ) -> Outcome:
     """Record one tap in its own transaction."""
     return record_taps(uow, [submission], policy)[0]
@@ -1103,9 +1104,8 @@ class _Batch:
         params.update(combined.check_ins.params(self.connection, check_ins))
         inserted: dict[UUID, int] = {}
         created: dict[tuple[int, int], int] = {}
-        for row_id, event_id, member_id, session_id in self.connection.execute(
-            combined.statement, params
-        ):
+        sql = compiled_sql(combined.statement, self.connection.dialect)
+        for row_id, event_id, member_id, session_id in driver_rows(self.connection, sql, params):
             if event_id is not None:
                 inserted[event_id] = row_id
             else:

@@ -414,17 +414,20 @@ def test_no_tap_is_taken_while_the_broker_is_behind_with_the_acks(
     eventually: Eventually,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(worker_module, "MAX_UNCONFIRMED_ACKS", 3)
+    # The seeded reader's config, published on connecting, and three acks.
+    monkeypatch.setattr(worker_module, "MAX_UNCONFIRMED_ACKS", 4)
     worker = start_worker(kind=_SlowBrokerWorker)
     assert isinstance(worker, _SlowBrokerWorker)
+    assert eventually(lambda: len(worker.held_pubacks) == 1)
+    assert worker.counters.get("configs_published") == 1
     builder = TapBuilder.for_seed(seeded)
 
     for _ in range(3):
         readers.send(builder.tap())
     assert len(readers.acks(3)) == 3
-    # The broker acknowledged all three acks, and the worker has not seen it.
-    assert eventually(lambda: len(worker.held_pubacks) == 3)
-    assert worker.unconfirmed_acks == 3
+    # The broker acknowledged all four, and the worker has not seen it.
+    assert eventually(lambda: len(worker.held_pubacks) == 4)
+    assert worker.unconfirmed_acks == 4
 
     later = [builder.tap() for _ in range(2)]
     for tap in later:

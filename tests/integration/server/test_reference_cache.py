@@ -72,14 +72,15 @@ def statements(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     def listen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
-    # lookups.start_batch runs its pipelined reads on the psycopg connection itself.
-    direct = psycopg.Connection.execute
+    # lookups.start_batch and arrays.driver_rows run theirs on psycopg's cursors
+    # themselves; SQLAlchemy's go through them too (seen twice, which sets ignore).
+    direct = psycopg.Cursor.execute
 
-    def execute(self: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+    def execute(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
         seen.append(str(query))
         return direct(self, query, *args, **kwargs)
 
-    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
     event.listen(database.engine, "before_cursor_execute", listen)
     yield seen
     event.remove(database.engine, "before_cursor_execute", listen)
