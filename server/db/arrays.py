@@ -135,7 +135,7 @@ def _datetimes(process: Callable[[Any], Any] | None) -> Callable[[Sequence[Any]]
 
 ArrayLiteral = Callable[[Sequence[Any]], str]
 
-# Checked in order: Boolean before Integer would not matter, String after its subtypes does.
+# The first that matches wins; Enum, a String, is turned away before these are tried.
 _LITERALS: tuple[tuple[type[TypeEngine[Any]], ArrayLiteral], ...] = (
     (Boolean, _booleans),
     (Integer, _integers),

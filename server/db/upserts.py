@@ -8,7 +8,7 @@ from sqlalchemy import Column, Connection, CursorResult, Dialect, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
-from server.db.arrays import array_literal, binary_array
+from server.db.arrays import ArrayLiteral, array_literal, binary_array
 from server.errors import StorageError
 
 Insert = postgresql.Insert | sqlite.Insert
@@ -117,9 +117,7 @@ class Arrays:
     """
 
     sql: str
-    processors: tuple[
-        tuple[str, Callable[[Any], Any] | None, Callable[[Sequence[Any]], str] | None], ...
-    ]
+    processors: tuple[tuple[str, Callable[[Any], Any] | None, ArrayLiteral | None], ...]
 
     @classmethod
     def of(cls, dialect: Dialect, columns: Sequence[tuple[str, Column[Any]]]) -> "Arrays":

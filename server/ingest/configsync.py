@@ -10,13 +10,14 @@ the console would never reach the taps.
 The ingest worker, which holds the MQTT connection in every deployment, calls
 `poll` from its network loop. Every POLL_SECONDS it reads the reference
 generation (one integer; triggers raise it with any change to readers or rooms,
-migration 0009) and, when it moved or REFRESH_SECONDS have passed (a database
-whose triggers are missing, a broker that lost its retained messages), reads
+migration 0009) and, when it moved or REFRESH_SECONDS have passed (for a
+database whose triggers are missing, or a change made with them disabled), reads
 every reader's config and publishes those that differ from what it last
 published on this connection. After each reconnect everything is published
-again: retained messages are idempotent, and the broker may have restarted
-without them. Several workers sharing the subscription publish the same
-payloads; a reader applies the same config twice, which changes nothing.
+again: retained messages are idempotent, and a broker that restarted (which is
+what drops the connection) may have lost them. Several workers sharing the
+subscription publish the same payloads; a reader applies the same config twice,
+which changes nothing.
 
 A database that cannot be read is said once and retried on the next poll; taps
 go on being recorded meanwhile.

@@ -22,6 +22,10 @@ Acknowledging the broker only after the commit means a message in flight when
 the worker dies is delivered again to its persistent session (fixed client id,
 clean_session=False) and answered as a duplicate.
 
+Between batches the same thread keeps each registered reader's retained config
+topic as the database says (`configsync`), and the taps' transactions all run on
+one connection kept between them (`HeldConnection`).
+
 A failed batch is retried one tap at a time, so one poison message cannot
 block the others: a tap that fails for a reason other than the database being
 unavailable is stored as rejected; taps that fail because the database is
