@@ -54,16 +54,39 @@ def _audience_units(db: Session, session_id: int) -> tuple[set[int], set[int]]:
     return units, member_units
 
 
+def _within(scope: frozenset[int] | set[int], units: set[int]) -> bool:
+    # An audience of nobody is open to all: the organisation's, not a branch's.
+    return bool(units) and units <= scope
+
+
 def check_session_scope(db: Session, principal: Principal, session_id: int) -> None:
     """NotFound unless the session's whole audience lies in the principal's scope."""
     scope = principal.scope_unit_ids
     if scope is None:
         return
     units, member_units = _audience_units(db, session_id)
-    if not units and not member_units:
-        raise NotFound("session", session_id)  # open to all: the organisation's, not a branch's
-    if not (units | member_units) <= scope:
+    if not _within(scope, units | member_units):
         raise NotFound("session", session_id)
+
+
+def _changeable(db: Session, principal: Principal, session_ids: list[int]) -> set[int] | None:
+    """Of these sessions, those the principal may change (check_session_scope); None: all.
+
+    An org admin's list shows every session whose audience touches its subtree,
+    including one shared with another branch, which it may read but not change:
+    the list offers no edit link nor series checkbox for those.
+    """
+    scope = principal.scope_unit_ids
+    if scope is None:
+        return None
+    units: dict[int, set[int]] = {session_id: set() for session_id in session_ids}
+    for session_id, unit_id, member_unit in db.execute(
+        select(SessionAudience.session_id, SessionAudience.org_unit_id, Member.org_unit_id)
+        .outerjoin(Member, Member.id == SessionAudience.member_id)
+        .where(SessionAudience.session_id.in_(session_ids))
+    ):
+        units[session_id].update(u for u in (unit_id, member_unit) if u is not None)
+    return {session_id for session_id, found in units.items() if _within(scope, found)}
 
 
 def _visible_series(
@@ -156,6 +179,7 @@ def sessions_page(
         "sessions/list.html",
         {
             "page": found,
+            "changeable": _changeable(db, principal, [item.id for item in found.items]),
             "units": scoped_units(db, principal),
             "unit": chosen,
             "status": status or "",

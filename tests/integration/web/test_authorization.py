@@ -7,13 +7,23 @@ objects fails the test until someone says what it names.
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from server.db.models import AuditEntry, Card, ConsoleUser, EnrollRequest, UnknownCard
+from server.db.models import (
+    ActivityType,
+    AttendanceSession,
+    AuditEntry,
+    Card,
+    ConsoleUser,
+    EnrollRequest,
+    SessionAudience,
+    UnknownCard,
+)
 from server.services import leave, ledger
 from server.services import sessions as session_service
 from server.services.auth import Role
@@ -294,3 +304,44 @@ def test_an_org_admin_cannot_give_a_card_to_branch_b(site: Site) -> None:
         follow_redirects=False,
     )
     assert bound.status_code == 303
+
+
+def test_the_session_list_offers_no_change_to_a_session_shared_with_another_branch(
+    site: Site,
+) -> None:
+    """Listed, as its audience touches branch A, and readable; not changeable by A's admin."""
+    database, now = site.console.database, site.console.clock.now()
+    branches = site.branches
+    planned: dict[str, int] = {}
+    with database.write_sessions.begin() as db:
+        activity_id = db.scalar(select(ActivityType.id))
+        assert activity_id is not None
+        for key, audience in (
+            ("own", [branches.branch_a_id]),
+            ("joint", [branches.branch_a_id, branches.branch_b_id]),
+        ):
+            meeting = AttendanceSession(
+                title=f"计划中的{key}",
+                activity_type_id=activity_id,
+                starts_at=now + timedelta(days=2),
+                ends_at=now + timedelta(days=2, hours=2),
+                checkin_open_minutes=30,
+                late_grace_minutes=5,
+                allow_walk_in=False,
+            )
+            db.add(meeting)
+            db.flush()
+            db.add_all(SessionAudience(session_id=meeting.id, org_unit_id=u) for u in audience)
+            planned[key] = meeting.id
+    own, joint = planned["own"], planned["joint"]
+
+    page = site.org_admin.get("/admin/sessions").text
+
+    assert f'data-session="{joint}"' in page
+    assert f"/admin/sessions/{own}/edit" in page
+    assert f'name="session_ids" value="{own}"' in page
+    assert f"/admin/sessions/{joint}/edit" not in page
+    assert f'name="session_ids" value="{joint}"' not in page
+    # What the list no longer offers stays refused; reading the session does not.
+    assert site.org_admin.get(f"/admin/sessions/{joint}/edit").status_code == 404
+    assert site.org_admin.get(f"/admin/sessions/{joint}").status_code == 200
