@@ -140,6 +140,11 @@ def card_filed(uid: str) -> DisplayText:
     return DisplayText("卡已收录", (f"卡号 {uid}", "等待管理员绑定"))
 
 
+def card_filed_for(uid: str, name: str) -> DisplayText:
+    """An enrolment tap of a new card while an administrator waits to bind it to `name`."""
+    return DisplayText("卡已收录", (f"卡号 {uid}", f"将绑定给 {name}"))
+
+
 def card_already_enrolled(name: str) -> DisplayText:
     """An enrolment tap of a card that already belongs to someone."""
     return DisplayText("卡已登记", (name,))

@@ -26,7 +26,7 @@ _UID: Final = re.compile(r"^[0-9A-F]{4,64}$")
 # How long a picked member waits for the card to be tapped on the enrolment reader.
 ENROLL_WAIT: Final = timedelta(minutes=3)
 # Taps are stamped by the reader's clock: allow it to run this far behind ours.
-_READER_SLACK: Final = timedelta(seconds=30)
+READER_SLACK: Final = timedelta(seconds=30)
 
 
 def _uid(uid: str) -> str:
@@ -300,7 +300,7 @@ def poll_enrolment(
                 .where(
                     UnknownCard.last_reader_id == request.reader_id,
                     UnknownCard.last_mode == TapMode.ENROLL.value,
-                    UnknownCard.last_seen_at >= request.created_at - _READER_SLACK,
+                    UnknownCard.last_seen_at >= request.created_at - READER_SLACK,
                     UnknownCard.resolved_at.is_(None),
                 )
                 .order_by(UnknownCard.last_seen_at.desc())

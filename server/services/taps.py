@@ -70,6 +70,7 @@ from server.services.cardauth import (
     file_suspected_clones,
     load_tier_context,
 )
+from server.services.cards import READER_SLACK
 from server.services.reference import UNCACHED, Reference
 from server.services.signatures import Accepted, Position, check_tap
 from server.services.unit_of_work import Transactional
@@ -749,10 +750,16 @@ class _Batch:
                 )
             else:
                 item.inbox = (tech, uid, tap.occurred_at, tap.reader_id, mode.value)
+                # The console binds the card to the member picked for this reader, if
+                # one is waiting (cards.poll_enrolment): the reader says whom to.
+                received_at = item.submission.received_at
+                picked = lookups.pending_enrolment(
+                    self.connection, tap.reader_id, tap.occurred_at, received_at, READER_SLACK
+                )
                 self._finish(
                     item,
                     AckResult.UNKNOWN_CARD,
-                    display.card_filed(uid),
+                    display.card_filed_for(uid, picked) if picked else display.card_filed(uid),
                     detail="enroll: filed in the unknown-card inbox",
                     mode=mode,
                 )

@@ -15,6 +15,7 @@ from server.db.models import (
     Attendance,
     AttendanceSession,
     Card,
+    EnrollRequest,
     LedgerEntry,
     Member,
     MemberOrgHistory,
@@ -198,6 +199,35 @@ def test_unknown_card_goes_to_the_inbox(database: Database, taps: TapBuilder) ->
     assert (inbox.first_seen_at, inbox.last_seen_at) == (NOW, later)
     assert (inbox.last_reader_id, inbox.last_mode) == ("room-1", "enroll")
     assert count(database, Attendance) == 0
+
+
+def test_an_enrolment_tap_names_the_member_an_administrator_picked(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    """The console waits to bind the next new card on this reader: the reader says to whom."""
+
+    def pick(created_at: datetime, expires_at: datetime) -> None:
+        with database.write_sessions.begin() as db:
+            db.add(
+                EnrollRequest(
+                    reader_id=seeded.reader_id,
+                    member_id=seeded.member_id,
+                    requested_by="admin",
+                    created_at=created_at,
+                    expires_at=expires_at,
+                )
+            )
+
+    pick(NOW - timedelta(minutes=10), NOW - timedelta(minutes=7))  # expired: not this one
+    [unpicked] = record(database, taps.received(uid="0A0B0C0D", mode=TapMode.ENROLL))
+    pick(NOW - timedelta(seconds=5), NOW + timedelta(minutes=3))
+    [picked] = record(database, taps.received(uid="0A0B0C0E", mode=TapMode.ENROLL))
+
+    assert unpicked.display.lines == ("卡号 0A0B0C0D", "等待管理员绑定")
+    assert picked.result is AckResult.UNKNOWN_CARD
+    assert picked.display.title == "卡已收录"
+    assert picked.display.lines == ("卡号 0A0B0C0E", f"将绑定给 {seeded.member_name}")
+    assert count(database, UnknownCard) == 2  # filed as before; the console binds it
 
 
 def test_enrolling_a_known_card_does_not_file_it(database: Database, taps: TapBuilder) -> None:
