@@ -37,7 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.sql.expression import Executable
 
 from protocol import TapMode
-from server.db.arrays import binary_array, compiled_sql, driver_rows
+from server.db.arrays import binary_array
+from server.db.driver import compiled_sql, driver_rows
 from server.db.models import (
     ActivityType,
     Attendance,
@@ -585,7 +586,8 @@ def _attendance_pairs(dialect: Dialect) -> _PairsQuery:
         f"CROSS JOIN LATERAL (SELECT {listed} FROM attendance "
         "WHERE member_id = p.m AND session_id = p.s LIMIT 1) AS a"
     )
-    return _PairsQuery(text(sql).columns(*(table.c[c] for c in columns)), arrays)
+    # Run by driver_rows: values come back as psycopg converts them.
+    return _PairsQuery(text(sql), arrays)
 
 
 _ORIGINAL_TAPS = _Query.build(

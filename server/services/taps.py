@@ -39,7 +39,7 @@ from sqlalchemy.sql.expression import Executable
 
 from protocol import Ack, AckResult, Display, Tap, TapMode
 from server.db import lookups
-from server.db.arrays import compiled_sql, driver_rows
+from server.db.driver import compiled_sql, driver_rows
 from server.db.lookups import AttendanceInfo, CardInfo, OriginalTap, ReaderInfo
 from server.db.models import (
     ATTENDANCE_CREDIT_WHERE,

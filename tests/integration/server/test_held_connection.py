@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 
-from server.db.arrays import driver_rows
+from server.db.driver import driver_rows
 from server.db.engine import Database, open_database
 from server.db.models import OrgUnit
 from server.services.unit_of_work import HeldConnection

@@ -72,7 +72,7 @@ def statements(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     def listen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
-    # lookups.start_batch and arrays.driver_rows run theirs on psycopg's cursors
+    # lookups.start_batch and driver.driver_rows run theirs on psycopg's cursors
     # themselves; SQLAlchemy's go through them too (seen twice, which sets ignore).
     direct = psycopg.Cursor.execute
 
