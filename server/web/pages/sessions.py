@@ -92,18 +92,11 @@ def _changeable(db: Session, principal: Principal, session_ids: list[int]) -> se
 def _visible_series(
     db: Session, principal: Principal, found: list[session_service.SeriesView]
 ) -> list[session_service.SeriesView]:
-    """The series whose every session the principal may see."""
-    if principal.scope_unit_ids is None:
+    """The series whose every session the principal may see (check_session_scope's rule)."""
+    changeable = _changeable(db, principal, [i for series in found for i in series.session_ids])
+    if changeable is None:
         return found
-    visible = []
-    for series in found:
-        try:
-            for session_id in series.session_ids:
-                check_session_scope(db, principal, session_id)
-        except NotFound:
-            continue
-        visible.append(series)
-    return visible
+    return [series for series in found if set(series.session_ids) <= changeable]
 
 
 def _session_of_path(session_id: int, principal: PrincipalDep, db: SessionDep) -> int:

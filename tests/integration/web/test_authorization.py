@@ -342,6 +342,8 @@ def test_the_session_list_offers_no_change_to_a_session_shared_with_another_bran
     assert f'name="session_ids" value="{own}"' in page
     assert f"/admin/sessions/{joint}/edit" not in page
     assert f'name="session_ids" value="{joint}"' not in page
+    # Nor a series with a session beyond branch A (branch B's, made by the site fixture).
+    assert "第二支部系列" not in page
     # What the list no longer offers stays refused; reading the session does not.
     assert site.org_admin.get(f"/admin/sessions/{joint}/edit").status_code == 404
     assert site.org_admin.get(f"/admin/sessions/{joint}").status_code == 200
