@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -15,7 +16,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from server.db.engine import Database, open_database
 from server.db.migrate import upgrade
+from server.domain.clock import FixedClock
+from server.ingest.endpoint import MqttEndpoint
+from server.ingest.worker import IngestOptions, IngestWorker
 from server.sample import MinimalSeed, TapBuilder, seed_minimal
+from tests.support.mosquitto import Mosquitto
 
 
 @pytest.fixture
@@ -128,3 +133,27 @@ def probes() -> Iterator[Callable[..., MqttProbe]]:
     yield make
     for probe in made:
         probe.close()
+
+
+@pytest.fixture
+def start_worker(mosquitto: Mosquitto, database: Database) -> Iterator[Callable[..., IngestWorker]]:
+    """Start ingest workers on the test broker; all are stopped afterwards."""
+    started: list[IngestWorker] = []
+
+    def start(
+        client_id: str = "ingest-test", *, kind: type[IngestWorker] = IngestWorker, **options: Any
+    ) -> IngestWorker:
+        worker = kind(
+            MqttEndpoint(mosquitto.host, mosquitto.port),
+            database,
+            IngestOptions(client_id=client_id, **options),
+            clock=FixedClock(DEFAULT_NOW),
+        )
+        worker.start()
+        started.append(worker)
+        assert worker.wait_ready(10), "worker did not subscribe"
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,5 +1,7 @@
 """HeldConnection: the ingest's transactions on one connection kept between them."""
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
@@ -61,49 +63,56 @@ def test_used_outside_a_transaction_it_says_so(database: Database) -> None:
     held.close()
 
 
-def test_a_connection_the_server_dropped_is_replaced(postgres_url: str) -> None:
+@pytest.fixture
+def pg_held(postgres_url: str) -> Iterator[tuple[Database, HeldConnection]]:
+    """A PostgreSQL database and a held connection to it (only a server drops connections)."""
     database = open_database(postgres_url)
     held = HeldConnection(database.writer)
     try:
-        with held:
-            pid = held.connection().scalar(text("SELECT pg_backend_pid()"))
-        with database.engine.connect() as admin:
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            admin.commit()
-        # The first use finds it dead (as a batch would: the worker then retries)...
-        with pytest.raises(DBAPIError), held:
-            held.connection().execute(text("SELECT 1"))
-        # ...and the next transaction runs on a new one.
-        with held:
-            assert held.connection().scalar(text("SELECT pg_backend_pid()")) != pid
-            held.connection().execute(text("CREATE TABLE after_drop (x int)"))
-            held.commit()
-        with database.engine.connect() as check:
-            assert check.scalar(text("SELECT count(*) FROM after_drop")) == 0
+        yield database, held
     finally:
         held.close()
         database.dispose()
 
 
-def test_driver_rows_raise_as_sqlalchemy_does(postgres_url: str) -> None:
+def _drop(database: Database, pid: int) -> None:
+    """End the server process behind a connection, as a database restart would."""
+    with database.engine.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.commit()
+
+
+def test_a_connection_the_server_dropped_is_replaced(
+    pg_held: tuple[Database, HeldConnection],
+) -> None:
+    database, held = pg_held
+    with held:
+        pid = held.connection().scalar(text("SELECT pg_backend_pid()"))
+    _drop(database, pid)
+    # The first use finds it dead (as a batch would: the worker then retries)...
+    with pytest.raises(DBAPIError), held:
+        held.connection().execute(text("SELECT 1"))
+    # ...and the next transaction runs on a new one.
+    with held:
+        assert held.connection().scalar(text("SELECT pg_backend_pid()")) != pid
+        held.connection().execute(text("CREATE TABLE after_drop (x int)"))
+        held.commit()
+    with database.engine.connect() as check:
+        assert check.scalar(text("SELECT count(*) FROM after_drop")) == 0
+
+
+def test_driver_rows_raise_as_sqlalchemy_does(pg_held: tuple[Database, HeldConnection]) -> None:
     """Statements run on psycopg directly: errors wrapped, a dropped connection invalidated."""
-    database = open_database(postgres_url)
-    held = HeldConnection(database.writer)
-    try:
-        with held:
-            assert driver_rows(held.connection(), "SELECT %(a)s::int + 1", {"a": 41}) == [(42,)]
-        with pytest.raises(DataError, match="division by zero"), held:
-            driver_rows(held.connection(), "SELECT 1 / %(z)s::int", {"z": 0})
-        with held:
-            pid = driver_rows(held.connection(), "SELECT pg_backend_pid()", {})[0][0]
-        with database.engine.connect() as admin:
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            admin.commit()
-        with pytest.raises(OperationalError) as dropped, held:
-            driver_rows(held.connection(), "SELECT 1", {})
-        assert dropped.value.connection_invalidated
-        with held:
-            assert driver_rows(held.connection(), "SELECT 2", {}) == [(2,)]
-    finally:
-        held.close()
-        database.dispose()
+    database, held = pg_held
+    with held:
+        assert driver_rows(held.connection(), "SELECT %(a)s::int + 1", {"a": 41}) == [(42,)]
+    with pytest.raises(DataError, match="division by zero"), held:
+        driver_rows(held.connection(), "SELECT 1 / %(z)s::int", {"z": 0})
+    with held:
+        pid = driver_rows(held.connection(), "SELECT pg_backend_pid()", {})[0][0]
+    _drop(database, pid)
+    with pytest.raises(OperationalError) as dropped, held:
+        driver_rows(held.connection(), "SELECT 1", {})
+    assert dropped.value.connection_invalidated
+    with held:
+        assert driver_rows(held.connection(), "SELECT 2", {}) == [(2,)]

@@ -3,7 +3,7 @@
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,11 +18,9 @@ from protocol import Ack, AckResult, ReaderState, Status, Tap, decode_as, encode
 from protocol.signing import sign
 from server.db.engine import Database
 from server.db.models import Attendance, LedgerEntry, Reader, TapRecord
-from server.domain.clock import FixedClock
 from server.errors import StorageError
 from server.ingest import worker as worker_module
-from server.ingest.endpoint import MqttEndpoint
-from server.ingest.worker import IngestOptions, IngestWorker
+from server.ingest.worker import IngestWorker
 from server.sample import MinimalSeed, TapBuilder
 from server.services.taps import Outcome, ReceivedTap, Submission
 
@@ -31,30 +29,6 @@ ACKS = topics.all_readers("acks")
 Probes = Callable[..., Any]
 Eventually = Callable[..., bool]
 Mosquitto = Any
-
-
-@pytest.fixture
-def start_worker(mosquitto: Mosquitto, database: Database) -> Iterator[Callable[..., IngestWorker]]:
-    """Start ingest workers on the test broker; all are stopped afterwards."""
-    started: list[IngestWorker] = []
-
-    def start(
-        client_id: str = "ingest-test", *, kind: type[IngestWorker] = IngestWorker, **options: Any
-    ) -> IngestWorker:
-        worker = kind(
-            MqttEndpoint(mosquitto.host, mosquitto.port),
-            database,
-            IngestOptions(client_id=client_id, **options),
-            clock=FixedClock(NOW),
-        )
-        worker.start()
-        started.append(worker)
-        assert worker.wait_ready(10), "worker did not subscribe"
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 class Readers:

@@ -1,7 +1,7 @@
 """The server pushes each reader's config (mode, room), retained, and again when it changes."""
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,8 +12,7 @@ from server.db.engine import Database, open_database
 from server.db.models import Reader
 from server.ingest import configsync
 from server.ingest.configsync import ReaderConfigSync
-from server.ingest.endpoint import MqttEndpoint
-from server.ingest.worker import IngestOptions, IngestWorker
+from server.ingest.worker import IngestWorker
 from server.sample import MinimalSeed
 from server.services.readers import ReaderChanges, change_reader
 from server.services.unit_of_work import UnitOfWork
@@ -24,16 +23,9 @@ Mosquitto = Any
 
 
 @pytest.fixture
-def worker(mosquitto: Mosquitto, database: Database) -> Iterator[IngestWorker]:
-    started = IngestWorker(
-        MqttEndpoint(mosquitto.host, mosquitto.port),
-        database,
-        IngestOptions(client_id="ingest-config-test"),
-    )
-    started.start()
-    assert started.wait_ready(10), "worker did not subscribe"
-    yield started
-    started.stop()
+def worker(start_worker: Callable[..., IngestWorker]) -> IngestWorker:
+    """One ingest worker on the test broker (conftest's start_worker stops it)."""
+    return start_worker("ingest-config-test")
 
 
 def _config(message: Any) -> Config:
