@@ -28,7 +28,7 @@ once in the log.
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar, cast
 
@@ -109,6 +109,7 @@ class _Sessions:
     earliest: datetime
     latest: datetime
     found: RoomSessions
+    ids: dict[int, tuple[int, ...]] = field(default_factory=dict)  # session ids by room
 
 
 class Reference:
@@ -125,6 +126,10 @@ class Reference:
     def wants_generation(self) -> bool:
         """Whether `begin` would read the generation (a caller may read it first)."""
         return False
+
+    def kept_sessions(self, reader_id: str) -> tuple[int, ...]:
+        """Sessions kept by earlier batches in this reader's room (read before `begin`: stale?)."""
+        return ()
 
     def readers(self, connection: Connection, reader_ids: set[str]) -> dict[str, ReaderInfo]:
         """Registered readers among `reader_ids`, with their current signing positions."""
@@ -232,6 +237,12 @@ class ReferenceCache(Reference):
                 found[reader_id] = replace(found[reader_id], last_boot_id=boot_id, last_seq=seq)
         return found
 
+    def kept_sessions(self, reader_id: str) -> tuple[int, ...]:
+        reader, kept = self._readers.get(reader_id), self._sessions
+        if reader is None or reader.room_id is None or kept is None:
+            return ()
+        return kept.ids.get(reader.room_id, ())
+
     def sessions(
         self, connection: Connection, room_ids: set[int], earliest: datetime, latest: datetime
     ) -> RoomSessions:
@@ -250,7 +261,8 @@ class ReferenceCache(Reference):
         rooms = frozenset(room_ids | (kept.rooms if kept is not None else frozenset()))
         start, end = earliest - SESSION_MARGIN, latest + SESSION_MARGIN
         found = lookups.sessions_in_rooms(connection, rooms, start, end)
-        self._sessions = _Sessions(rooms, start, end, found)
+        ids = {room: tuple(c.session_id for c in cs) for room, cs in found.by_room.items()}
+        self._sessions = _Sessions(rooms, start, end, found, ids)
         return found
 
     def org_tree(self, connection: Connection) -> OrgTree:

@@ -483,8 +483,10 @@ class _Batch:
     positions: dict[str, Position | None] = field(default_factory=dict)
     # Where the strong card tier is required and the answering cards' keys, read once.
     tiers: TierContext | None = None
-    # The cards of every tap in the batch, when read with the generation (lookups.start_batch).
+    # The cards of every tap in the batch, and the attendance of their members in the
+    # sessions kept from earlier batches, when read with the generation (lookups.start_batch).
     cards: dict[tuple[str, str], CardInfo] | None = None
+    start: lookups.BatchStart | None = None
     # Attendance rows created with the taps, by (member, session), when one statement did both.
     created_attendance: dict[tuple[int, int], int] | None = None
 
@@ -503,10 +505,17 @@ class _Batch:
                     for s in self.submissions
                     if isinstance(s, ReceivedTap)
                 },
+                {
+                    (s.tap.card.tech.value, s.tap.card.uid, session_id)
+                    for s in self.submissions
+                    if isinstance(s, ReceivedTap)
+                    for session_id in self.reference.kept_sessions(s.tap.reader_id)
+                },
             )
         if start is not None:
             self.reference.begin(self.connection, start.generation)
             self.cards = start.cards
+            self.start = start
         else:
             self.reference.begin(self.connection)
         fresh = self._skip_repeats()
@@ -815,14 +824,7 @@ class _Batch:
     # ---- attendance, in tap order
 
     def _decide_attendance(self, resolved: list[_Resolved]) -> None:
-        pairs = {
-            (r.card.member_id, r.resolution.session.session_id)
-            for r in resolved
-            if r.resolution is not None
-        }
-        stored: dict[tuple[int, int], AttendanceInfo] = lookups.attendance_for(
-            self.connection, pairs
-        )
+        stored = self._stored_attendance(resolved)
         state = {
             key: _AttendanceState(info.checked_in_at, info.checked_out_at)
             for key, info in stored.items()
@@ -926,6 +928,32 @@ class _Batch:
                 detail=detail,
                 **common,
             )
+
+    def _stored_attendance(
+        self, resolved: list[_Resolved]
+    ) -> dict[tuple[int, int], AttendanceInfo]:
+        """Stored attendance of the resolved taps: read with the cards where it was, else now."""
+        pairs: set[tuple[int, int]] = set()
+        asked: set[tuple[int, int]] = set()
+        start = self.start
+        for r in resolved:
+            if r.resolution is None:
+                continue
+            pair = (r.card.member_id, r.resolution.session.session_id)
+            pairs.add(pair)
+            submission = r.item.submission
+            if start is not None and isinstance(submission, ReceivedTap):
+                card = submission.tap.card
+                if (card.tech.value, card.uid, pair[1]) in start.attendance_asked:
+                    asked.add(pair)
+        rest = pairs - asked
+        stored = lookups.attendance_for(self.connection, rest) if rest else {}
+        if asked:
+            assert start is not None
+            stored.update(
+                (pair, start.attendance[pair]) for pair in asked & start.attendance.keys()
+            )
+        return stored
 
     def _answer_kiosk(self, r: _Resolved, stored_balance: int) -> None:
         # Credits earlier in this batch are not in the ledger yet.

@@ -162,6 +162,94 @@ def test_a_quiet_batch_reads_only_the_generation_cards_and_attendance(
     assert "reference_generation" in reads[0]
 
 
+@pytest.fixture
+def attendance_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[tuple[int, int]]]:
+    """The (member, session) pairs of each attendance read made after the taps were resolved."""
+    asked: list[set[tuple[int, int]]] = []
+    real = lookups.attendance_for
+
+    def attendance_for(connection: Any, pairs: Any) -> Any:
+        asked.append(set(pairs))
+        return real(connection, pairs)
+
+    monkeypatch.setattr(lookups, "attendance_for", attendance_for)
+    return asked
+
+
+def test_a_warm_batch_reads_its_attendance_with_its_cards(
+    database: Database,
+    seeded: MinimalSeed,
+    taps: TapBuilder,
+    attendance_reads: list[set[tuple[int, int]]],
+) -> None:
+    cache = ReferenceCache()
+    [first] = record(database, cache, taps.received())  # checks in; keeps the session
+    attendance_reads.clear()
+
+    [again] = record(database, cache, taps.received())
+    [out] = record(database, cache, taps.received(mode=TapMode.CHECKOUT))
+    [out_again] = record(database, cache, taps.received(mode=TapMode.CHECKOUT))
+
+    assert first.result is AckResult.ACCEPTED
+    assert [again.result, out.result, out_again.result] == [
+        AckResult.DUPLICATE,
+        AckResult.ACCEPTED,
+        AckResult.DUPLICATE,
+    ]
+    if database.engine.dialect.name == "postgresql":
+        assert attendance_reads == []  # each came in the batch's first round trip
+    else:
+        assert attendance_reads == [{(seeded.member_id, seeded.session_id)}] * 3
+
+
+def test_a_session_the_cache_did_not_hold_has_its_attendance_read_after_resolving(
+    database: Database,
+    seeded: MinimalSeed,
+    taps: TapBuilder,
+    attendance_reads: list[set[tuple[int, int]]],
+) -> None:
+    cache = ReferenceCache()
+    room_id, session_id = other_room_session(database, seeded, "二号会议室")
+    record(database, cache, taps.received())  # keeps the first room's session only
+    move_reader(database, seeded.reader_id, room_id)
+    # Another worker checks the member in to the second room's session.
+    [elsewhere] = record(database, ReferenceCache(), taps.received())
+    assert (elsewhere.result, elsewhere.session_id) == (AckResult.ACCEPTED, session_id)
+    attendance_reads.clear()
+
+    # Begun with the first room's session in mind; resolved to the second's.
+    [out] = record(database, cache, taps.received(mode=TapMode.CHECKOUT))
+
+    assert (out.result, out.session_id) == (AckResult.ACCEPTED, session_id)
+    assert attendance_reads == [{(seeded.member_id, session_id)}]
+
+
+def test_a_batch_start_reads_the_attendance_asked_for_with_the_cards(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    _, other_session = other_room_session(database, seeded, "二号会议室")
+    record(database, ReferenceCache(), taps.received())  # attendance in the seeded session
+    card = (seeded.card_tech.value, seeded.card_uid)
+    asked = {(*card, seeded.session_id), (*card, other_session), ("iso14443a", "FFFF", 1)}
+    with database.engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            assert lookups.start_batch(conn, [card], asked) is None
+            return
+        # Each leaves its transaction open on the driver, behind SQLAlchemy's back.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        both = lookups.start_batch(conn, [card], asked)
+        driver.rollback()
+        none = lookups.start_batch(conn, [card])
+        driver.rollback()
+    assert both is not None
+    assert both.attendance_asked == asked
+    assert list(both.attendance) == [(seeded.member_id, seeded.session_id)]
+    assert both.attendance[(seeded.member_id, seeded.session_id)].checked_in_at is not None
+    assert none is not None
+    assert (none.attendance_asked, none.attendance) == (frozenset(), {})
+
+
 def test_a_batch_start_that_fails_rolls_back_and_leaves_reading_one_by_one(
     database: Database,
     seeded: MinimalSeed,
