@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, TypeVar
 
@@ -44,7 +44,6 @@ from server.db.models import (
     Attendance,
     AttendanceSession,
     Card,
-    EnrollRequest,
     LedgerEntry,
     Member,
     MemberOrgHistory,
@@ -771,29 +770,3 @@ def period_points(
             for member_id, total in query.run(connection, params):
                 totals[member_id] = totals.get(member_id, 0) + int(total or 0)
     return totals
-
-
-def pending_enrolment(
-    connection: Connection,
-    reader_id: str,
-    tapped_at: datetime,
-    received_at: datetime,
-    slack: timedelta,
-) -> str | None:
-    """The name of the member an administrator picked for the next card tapped on this reader.
-
-    The newest enrolment still open when the tap arrived and made no later than the
-    tap (give or take `slack` of reader clock); None if there is none.
-    """
-    return connection.scalar(
-        select(Member.name)
-        .join(EnrollRequest, EnrollRequest.member_id == Member.id)
-        .where(
-            EnrollRequest.reader_id == reader_id,
-            EnrollRequest.card_id.is_(None),
-            EnrollRequest.expires_at > received_at,
-            EnrollRequest.created_at <= tapped_at + slack,
-        )
-        .order_by(EnrollRequest.created_at.desc(), EnrollRequest.id.desc())
-        .limit(1)
-    )

@@ -140,9 +140,9 @@ def card_filed(uid: str) -> DisplayText:
     return DisplayText("卡已收录", (f"卡号 {uid}", "等待管理员绑定"))
 
 
-def card_filed_for(uid: str, name: str) -> DisplayText:
-    """An enrolment tap of a new card while an administrator waits to bind it to `name`."""
-    return DisplayText("卡已收录", (f"卡号 {uid}", f"将绑定给 {name}"))
+def card_enrolled(name: str, uid: str) -> DisplayText:
+    """An enrolment tap of a new card, bound to `name`, the member an administrator picked."""
+    return DisplayText("卡已绑定", (name, f"卡号 {uid}"))
 
 
 def card_already_enrolled(name: str) -> DisplayText:

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from protocol import CardTech, TapMode
 from server.audit.chain import record_audit
+from server.db.lookups import CardInfo
 from server.db.models import Card, EnrollRequest, Member, Reader, UnknownCard
 from server.domain.cards import CardStatus
 from server.errors import Conflict, DomainError, NotFound
@@ -273,17 +274,93 @@ class Enrolment:
     state: str
 
 
+def enrol_tapped_card(
+    connection: Connection,
+    *,
+    reader_id: str,
+    tech: str,
+    uid: str,
+    tapped_at: datetime,
+    received_at: datetime,
+) -> CardInfo | None:
+    """Bind a card tapped on an enroll-mode reader to the member picked for it, if one is.
+
+    The ingest calls this for a tap of a card no member holds; in the caller's
+    transaction (a batch of taps), inside a savepoint. The pick is the newest
+    enrolment of the reader still open when the tap arrived and made no later than
+    the tap (give or take READER_SLACK of reader clock), locked against the
+    console's `poll_enrolment` binding it meanwhile. The card is issued, the pick
+    completed and both audited as the administrator who made the pick, as the
+    console would: binding no longer waits for the console page to be open. The
+    new card; None if no pick is open or the card turned out to be active already
+    (left for the caller to file in the inbox).
+    """
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as db:
+        request = db.scalar(
+            select(EnrollRequest)
+            .where(
+                EnrollRequest.reader_id == reader_id,
+                EnrollRequest.card_id.is_(None),
+                EnrollRequest.expires_at > received_at,
+                EnrollRequest.created_at <= tapped_at + READER_SLACK,
+            )
+            .order_by(EnrollRequest.created_at.desc(), EnrollRequest.id.desc())
+            .limit(1)
+            .with_for_update()
+        )
+        if request is None:
+            return None
+        member = db.get(Member, request.member_id)
+        assert member is not None  # a foreign key
+        try:
+            card = _add_card(db, member, tech, uid, received_at)
+        except Conflict:
+            return None  # active for someone since the batch looked: rolled back
+        _complete(db, request, member, card, received_at)
+        bound = CardInfo(
+            card_id=card.id,
+            tech=card.tech,
+            uid=card.uid,
+            status=CardStatus.ACTIVE,
+            member_id=member.id,
+            member_name=member.name,
+            org_unit_id=member.org_unit_id,
+            active_from=member.active_from,
+            active_to=member.active_to,
+        )
+        db.commit()  # the savepoint; the batch's transaction commits it all
+    return bound
+
+
+def _complete(
+    db: Session, request: EnrollRequest, member: Member, card: Card, now: datetime
+) -> None:
+    """Mark an enrolment done with its card, audited as the administrator who picked."""
+    request.card_id, request.completed_at = card.id, now
+    record_audit(
+        db,
+        actor=request.requested_by,
+        action="card.enrol",
+        target=f"member {member.employee_no}",
+        details={"card_id": card.id, "uid": card.uid, "reader_id": request.reader_id},
+        at=now,
+    )
+
+
 def poll_enrolment(
     uow: UnitOfWork, principal: Principal, request_id: int, now: datetime
 ) -> Enrolment:
-    """Bind the card tapped on the reader since the pick, if one was; where it stands.
+    """Where an enrolment stands; binds a card filed from its reader since the pick.
 
-    The ingest files an unknown card tapped in enroll mode in the inbox; this
-    takes the newest such card from the picked reader and issues it.
+    The ingest binds a card tapped on the reader while the pick is open itself
+    (`enrol_tapped_card`). One it filed in the inbox from that reader shortly
+    before the pick (within READER_SLACK: tapped first, picked after) is bound
+    here, the newest such.
     """
     with uow:
         db = uow.session
-        request = db.get(EnrollRequest, request_id)
+        # Locked: the ingest may be binding a tap to it at this moment.
+        request = db.get(EnrollRequest, request_id, with_for_update=True)
         if request is None:
             raise NotFound("enrolment", request_id)
         member = _member(db, principal, request.member_id)
@@ -309,16 +386,8 @@ def poll_enrolment(
             state = "waiting"
             if tapped is not None:
                 card = _add_card(db, member, tapped.tech, tapped.uid, now)
-                request.card_id, request.completed_at = card.id, now
+                _complete(db, request, member, card, now)
                 uid, state = card.uid, "done"
-                record_audit(
-                    db,
-                    actor=request.requested_by,
-                    action="card.enrol",
-                    target=f"member {member.employee_no}",
-                    details={"card_id": card.id, "uid": card.uid, "reader_id": request.reader_id},
-                    at=now,
-                )
                 uow.commit()
         return Enrolment(
             request.id, request.reader_id, request.member_id, request.expires_at, uid, state

@@ -70,7 +70,7 @@ from server.services.cardauth import (
     file_suspected_clones,
     load_tier_context,
 )
-from server.services.cards import READER_SLACK
+from server.services.cards import enrol_tapped_card
 from server.services.reference import UNCACHED, Reference
 from server.services.signatures import Accepted, Position, check_tap
 from server.services.unit_of_work import Transactional
@@ -487,6 +487,8 @@ class _Batch:
     # sessions kept from earlier batches, when read with the generation (lookups.start_batch).
     cards: dict[tuple[str, str], CardInfo] | None = None
     start: lookups.BatchStart | None = None
+    # Cards bound by their enroll-mode tap in this batch (services.cards.enrol_tapped_card).
+    enrolled: dict[tuple[str, str], CardInfo] = field(default_factory=dict)
     # Attendance rows created with the taps, by (member, session), when one statement did both.
     created_attendance: dict[tuple[int, int], int] | None = None
 
@@ -744,6 +746,37 @@ class _Batch:
         self.positions[reader.reader_id] = verdict.position
         return None
 
+    def _enrol(self, item: _Item, tap: Tap, mode: TapMode) -> None:
+        """A new card on an enroll-mode reader: bind it to the member picked, else file it."""
+        tech, uid = tap.card.tech.value, tap.card.uid
+        bound = enrol_tapped_card(
+            self.connection,
+            reader_id=tap.reader_id,
+            tech=tech,
+            uid=uid,
+            tapped_at=tap.occurred_at,
+            received_at=item.submission.received_at,
+        )
+        if bound is None:
+            item.inbox = (tech, uid, tap.occurred_at, tap.reader_id, mode.value)
+            self._finish(
+                item,
+                AckResult.UNKNOWN_CARD,
+                display.card_filed(uid),
+                detail="enroll: filed in the unknown-card inbox",
+                mode=mode,
+            )
+            return
+        self.enrolled[(tech, uid)] = bound
+        self._finish(
+            item,
+            AckResult.ACCEPTED,
+            display.card_enrolled(bound.member_name, uid),
+            detail="enroll: bound to the member picked in the console",
+            mode=mode,
+            card=bound,
+        )
+
     def _card_usable(self, item: _Item, tap: Tap, mode: TapMode, card: CardInfo | None) -> bool:
         """Settle taps of unknown, blocked or enrolment cards; True if the tap goes on."""
         tech, uid = tap.card.tech.value, tap.card.uid
@@ -757,21 +790,17 @@ class _Batch:
                     mode=mode,
                     card=card,
                 )
-            else:
-                item.inbox = (tech, uid, tap.occurred_at, tap.reader_id, mode.value)
-                # The console binds the card to the member picked for this reader, if
-                # one is waiting (cards.poll_enrolment): the reader says whom to.
-                received_at = item.submission.received_at
-                picked = lookups.pending_enrolment(
-                    self.connection, tap.reader_id, tap.occurred_at, received_at, READER_SLACK
-                )
+            elif (tech, uid) in self.enrolled:
+                # Tapped twice in one batch: the first tap bound it.
                 self._finish(
                     item,
-                    AckResult.UNKNOWN_CARD,
-                    display.card_filed_for(uid, picked) if picked else display.card_filed(uid),
-                    detail="enroll: filed in the unknown-card inbox",
+                    AckResult.DUPLICATE,
+                    display.card_already_enrolled(self.enrolled[(tech, uid)].member_name),
+                    detail="enroll: card already belongs to a member",
                     mode=mode,
                 )
+            else:
+                self._enrol(item, tap, mode)
             return False
         if card is None:
             item.inbox = (tech, uid, tap.occurred_at, tap.reader_id, mode.value)

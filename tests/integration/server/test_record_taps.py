@@ -14,6 +14,7 @@ from server.db.engine import Database
 from server.db.models import (
     Attendance,
     AttendanceSession,
+    AuditEntry,
     Card,
     EnrollRequest,
     LedgerEntry,
@@ -26,6 +27,7 @@ from server.db.models import (
     TapRecord,
     UnknownCard,
 )
+from server.domain import display
 from server.domain.points import ActivityRule, RuleSet, RuleVersion
 from server.sample import MinimalSeed, TapBuilder
 from server.services.rules import add_rule_version
@@ -201,33 +203,90 @@ def test_unknown_card_goes_to_the_inbox(database: Database, taps: TapBuilder) ->
     assert count(database, Attendance) == 0
 
 
-def test_an_enrolment_tap_names_the_member_an_administrator_picked(
+def pick_for_enrolment(
+    database: Database, seeded: MinimalSeed, created_at: datetime, expires_at: datetime
+) -> int:
+    """What the console's 刷卡录入 does: the seeded member waits for the reader's next new card."""
+    with database.write_sessions.begin() as db:
+        request = EnrollRequest(
+            reader_id=seeded.reader_id,
+            member_id=seeded.member_id,
+            requested_by="admin",
+            created_at=created_at,
+            expires_at=expires_at,
+        )
+        db.add(request)
+        db.flush()
+        return request.id
+
+
+def test_an_enrolment_tap_binds_the_card_to_the_member_an_administrator_picked(
     database: Database, seeded: MinimalSeed, taps: TapBuilder
 ) -> None:
-    """The console waits to bind the next new card on this reader: the reader says to whom."""
-
-    def pick(created_at: datetime, expires_at: datetime) -> None:
-        with database.write_sessions.begin() as db:
-            db.add(
-                EnrollRequest(
-                    reader_id=seeded.reader_id,
-                    member_id=seeded.member_id,
-                    requested_by="admin",
-                    created_at=created_at,
-                    expires_at=expires_at,
-                )
-            )
-
-    pick(NOW - timedelta(minutes=10), NOW - timedelta(minutes=7))  # expired: not this one
+    """Bound by the ingest itself: whether the console page is still open or not."""
+    pick_for_enrolment(database, seeded, NOW - timedelta(minutes=10), NOW - timedelta(minutes=7))
     [unpicked] = record(database, taps.received(uid="0A0B0C0D", mode=TapMode.ENROLL))
-    pick(NOW - timedelta(seconds=5), NOW + timedelta(minutes=3))
-    [picked] = record(database, taps.received(uid="0A0B0C0E", mode=TapMode.ENROLL))
+    request_id = pick_for_enrolment(
+        database, seeded, NOW - timedelta(seconds=5), NOW + timedelta(minutes=3)
+    )
+    [bound] = record(database, taps.received(uid="0A0B0C0E", mode=TapMode.ENROLL))
+    [again] = record(database, taps.received(uid="0A0B0C0E", mode=TapMode.ENROLL))
+    [after] = record(database, taps.received(uid="0A0B0C0F", mode=TapMode.ENROLL))
 
+    # The expired pick bound nothing: filed for an administrator, as before.
+    assert unpicked.result is AckResult.UNKNOWN_CARD
     assert unpicked.display.lines == ("卡号 0A0B0C0D", "等待管理员绑定")
-    assert picked.result is AckResult.UNKNOWN_CARD
-    assert picked.display.title == "卡已收录"
-    assert picked.display.lines == ("卡号 0A0B0C0E", f"将绑定给 {seeded.member_name}")
-    assert count(database, UnknownCard) == 2  # filed as before; the console binds it
+    assert bound.result is AckResult.ACCEPTED
+    assert bound.display.title == "卡已绑定"
+    assert bound.display.lines == (seeded.member_name, "卡号 0A0B0C0E")
+    assert bound.member_id == seeded.member_id
+    with database.sessions() as db:
+        card = db.scalars(select(Card).where(Card.uid == "0A0B0C0E")).one()
+        request = db.get(EnrollRequest, request_id)
+        audit = db.scalars(select(AuditEntry).where(AuditEntry.action == "card.enrol")).one()
+        tap = db.scalars(select(TapRecord).where(TapRecord.event_id == bound.event_id)).one()
+        filed = set(db.scalars(select(UnknownCard.uid)))
+    assert (card.member_id, card.status) == (seeded.member_id, "active")
+    assert request is not None
+    assert (request.card_id, request.completed_at) == (card.id, NOW)
+    assert (audit.actor, audit.details["card_id"]) == ("admin", card.id)
+    assert (tap.card_id, tap.member_id, tap.result) == (card.id, seeded.member_id, "accepted")
+    # Now the member's card; the pick is done, so the next new card is filed.
+    assert again.result is AckResult.DUPLICATE
+    assert again.display == display.card_already_enrolled(seeded.member_name)
+    assert after.result is AckResult.UNKNOWN_CARD
+    assert filed == {"0A0B0C0D", "0A0B0C0F"}
+
+
+def test_a_new_card_tapped_twice_in_one_batch_is_bound_once(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    pick_for_enrolment(database, seeded, NOW - timedelta(seconds=5), NOW + timedelta(minutes=3))
+    first, second = record(
+        database,
+        taps.received(uid="0A0B0C0E", mode=TapMode.ENROLL),
+        taps.received(uid="0A0B0C0E", mode=TapMode.ENROLL, at=NOW + timedelta(seconds=1)),
+    )
+
+    assert [first.result, second.result] == [AckResult.ACCEPTED, AckResult.DUPLICATE]
+    assert second.display == display.card_already_enrolled(seeded.member_name)
+    assert count(database, Card, Card.uid == "0A0B0C0E") == 1
+    assert count(database, UnknownCard) == 0
+
+
+def test_a_pick_on_another_reader_binds_nothing_here(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    with database.write_sessions.begin() as db:
+        db.add(Reader(reader_id="desk-2", name="二号录入台", mode=TapMode.ENROLL.value))
+    pick_for_enrolment(database, seeded, NOW - timedelta(seconds=5), NOW + timedelta(minutes=3))
+    [outcome] = record(
+        database, taps.received(uid="0A0B0C0E", mode=TapMode.ENROLL, reader_id="desk-2")
+    )
+
+    assert outcome.result is AckResult.UNKNOWN_CARD
+    assert outcome.display == display.card_filed("0A0B0C0E")
+    assert count(database, Card, Card.uid == "0A0B0C0E") == 0
 
 
 def test_enrolling_a_known_card_does_not_file_it(database: Database, taps: TapBuilder) -> None:

@@ -3,9 +3,12 @@
 import pytest
 from sqlalchemy import select
 
-from protocol import TapMode
+from protocol import AckResult, TapMode
 from server.db.models import AuditEntry, Card, Reader, UnknownCard
+from server.sample import TapBuilder
 from server.services.auth import Role
+from server.services.taps import record_taps
+from server.services.unit_of_work import UnitOfWork
 from tests.support.console import make_user, sign_in
 
 pytestmark = pytest.mark.integration
@@ -96,12 +99,12 @@ def test_bind_an_unknown_card_in_one_step(sqlite_console, branches) -> None:
     assert (branches.unknown_uid, "active") in _cards(console.database, branches.member_ids["B002"])
 
 
-def test_enrol_by_tapping_on_an_enroll_mode_reader(sqlite_console, branches) -> None:
-    console = sqlite_console
+def _start_enrolment(console, branches) -> str:
+    """An administrator picks A003 for the next card on the (now enroll-mode) reader."""
     make_user(console.database, "admin")
     token = sign_in(console.client, "admin")
     with console.database.write_sessions.begin() as db:
-        reader = db.scalar(select(Reader))
+        reader = db.scalar(select(Reader).where(Reader.reader_id == branches.reader_id))
         assert reader is not None
         reader.mode = TapMode.ENROLL.value
     started = console.client.post(
@@ -111,7 +114,13 @@ def test_enrol_by_tapping_on_an_enroll_mode_reader(sqlite_console, branches) -> 
     )
     status_url = started.headers["location"]
     assert "请在读卡器" in console.client.get(status_url).text
-    # The ingest files an unknown card tapped in enroll mode in the inbox.
+    return status_url
+
+
+def test_enrol_by_tapping_on_an_enroll_mode_reader(sqlite_console, branches) -> None:
+    console = sqlite_console
+    status_url = _start_enrolment(console, branches)
+    # Filed by the ingest from a tap as the pick was being made (none open yet).
     with console.database.write_sessions.begin() as db:
         db.add(
             UnknownCard(
@@ -128,6 +137,27 @@ def test_enrol_by_tapping_on_an_enroll_mode_reader(sqlite_console, branches) -> 
     assert "04C0FFEE" in done.text
     assert "hx-trigger" not in done.text
     assert ("04C0FFEE", "active") in _cards(console.database, branches.member_ids["A003"])
+
+
+def test_a_card_tapped_on_the_enroll_reader_is_bound_by_the_ingest(
+    sqlite_console, branches
+) -> None:
+    """The page only reports it: the ingest binds the card as the tap is recorded."""
+    console = sqlite_console
+    status_url = _start_enrolment(console, branches)
+    now = console.clock.now()
+
+    taps = TapBuilder(branches.reader_id, "04C0FFEE", now)
+    [outcome] = record_taps(
+        UnitOfWork(console.database.write_sessions), [taps.received(mode=TapMode.ENROLL)]
+    )
+
+    assert outcome.result is AckResult.ACCEPTED
+    assert ("04C0FFEE", "active") in _cards(console.database, branches.member_ids["A003"])
+    done = console.client.get(status_url, headers={"HX-Request": "true"})
+    assert "已绑定卡片" in done.text
+    assert "04C0FFEE" in done.text
+    assert "hx-trigger" not in done.text
 
 
 def test_audit_log_filters(sqlite_console, branches) -> None:
