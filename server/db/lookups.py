@@ -342,17 +342,17 @@ def start_batch(
 ) -> BatchStart | None:
     """PostgreSQL: BEGIN, the reference generation and `cards_by_key(keys)` in one round trip.
 
-    With `expected` (tech, uid, session id): the sessions a worker kept from
-    earlier batches for each tap's room, where it most likely goes), the same
-    round trip also reads the card's member's attendance in them, which would
-    otherwise cost a round trip of its own once the taps are resolved
-    (`attendance_for`): an eighth of a one-tap batch's time.
+    With `expected`, (tech, uid, session id) triples (each tap's card with the
+    sessions a worker kept from earlier batches for the tap's room, where it most
+    likely goes), the same round trip also reads each card's member's attendance
+    in those sessions, which would otherwise cost a round trip of its own once the
+    taps are resolved (`attendance_for`): an eighth of a one-tap batch's time.
 
-    psycopg's pipeline mode sends the transaction's BEGIN and both queries before
+    psycopg's pipeline mode sends the transaction's BEGIN and the queries before
     reading any answer: one round trip where there were three (BEGIN is its own
     otherwise), at 1,000 taps/s a tenth of a batch's time. SQLAlchemy cannot run a
     statement in pipeline mode (it reads the result's columns before the answer
-    has come), so these two go to psycopg directly, the cards query as SQLAlchemy
+    has come), so these go to psycopg directly, the cards query as SQLAlchemy
     compiles it. None on another backend, inside a transaction already begun, or
     on any error (after rolling back): the caller then reads them one by one, which
     raises the error as SQLAlchemy does, the connection invalidated if it is dead.

@@ -128,7 +128,7 @@ class Reference:
         return False
 
     def kept_sessions(self, reader_id: str) -> tuple[int, ...]:
-        """Sessions kept by earlier batches in this reader's room (read before `begin`: stale?)."""
+        """Sessions kept by earlier batches in this reader's room; read before `begin`, so stale."""
         return ()
 
     def readers(self, connection: Connection, reader_ids: set[str]) -> dict[str, ReaderInfo]:

@@ -30,6 +30,7 @@ from server.db.models import (
 from server.domain import display
 from server.domain.points import ActivityRule, RuleSet, RuleVersion
 from server.sample import MinimalSeed, TapBuilder
+from server.services.cards import enrol_tapped_card
 from server.services.rules import add_rule_version
 from server.services.taps import (
     Outcome,
@@ -287,6 +288,33 @@ def test_a_pick_on_another_reader_binds_nothing_here(
     assert outcome.result is AckResult.UNKNOWN_CARD
     assert outcome.display == display.card_filed("0A0B0C0E")
     assert count(database, Card, Card.uid == "0A0B0C0E") == 0
+
+
+def test_a_card_made_active_since_the_batch_looked_is_left_to_be_filed(
+    database: Database, seeded: MinimalSeed
+) -> None:
+    """The binding's savepoint is rolled back; the batch's transaction goes on."""
+    request_id = pick_for_enrolment(
+        database, seeded, NOW - timedelta(seconds=5), NOW + timedelta(minutes=3)
+    )
+    with database.engine.begin() as conn:
+        bound = enrol_tapped_card(
+            conn,
+            reader_id=seeded.reader_id,
+            tech=seeded.card_tech.value,
+            uid=seeded.card_uid,  # the seeded member's active card
+            tapped_at=NOW,
+            received_at=NOW,
+        )
+        still = conn.scalar(select(func.count()).select_from(Card))
+
+    assert bound is None
+    assert still == 1
+    with database.sessions() as db:
+        request = db.get(EnrollRequest, request_id)
+        assert request is not None
+        assert request.card_id is None  # still open for the next new card
+        assert db.scalars(select(AuditEntry)).all() == []
 
 
 def test_enrolling_a_known_card_does_not_file_it(database: Database, taps: TapBuilder) -> None:
