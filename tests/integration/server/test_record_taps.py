@@ -40,7 +40,7 @@ from server.services.taps import (
     record_tap,
     record_taps,
 )
-from server.services.unit_of_work import UnitOfWork
+from server.services.unit_of_work import HeldConnection, UnitOfWork
 
 NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai; the seeded session starts
 
@@ -257,6 +257,23 @@ def test_an_enrolment_tap_binds_the_card_to_the_member_an_administrator_picked(
     assert again.display == display.card_already_enrolled(seeded.member_name)
     assert after.result is AckResult.UNKNOWN_CARD
     assert filed == {"0A0B0C0D", "0A0B0C0F"}
+
+
+def test_the_ingest_worker_s_held_connection_binds_the_card_too(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    """The worker's transactions run on a Core connection, not a Session: same binding."""
+    pick_for_enrolment(database, seeded, NOW - timedelta(seconds=5), NOW + timedelta(minutes=3))
+    held = HeldConnection(database.writer)
+    try:
+        [bound] = record_taps(held, [taps.received(uid="0A0B0C0E", mode=TapMode.ENROLL)])
+        [checked_in] = record_taps(held, [taps.received(uid="0A0B0C0E")])
+    finally:
+        held.close()
+
+    assert bound.result is AckResult.ACCEPTED
+    assert (checked_in.result, checked_in.member_id) == (AckResult.ACCEPTED, seeded.member_id)
+    assert count(database, Card, Card.uid == "0A0B0C0E", Card.member_id == seeded.member_id) == 1
 
 
 def test_a_new_card_tapped_twice_in_one_batch_is_bound_once(
