@@ -30,11 +30,10 @@ from server.db.models import (
     Member,
     OrgUnit,
     SeriesSession,
-    SessionAudience,
 )
 from server.errors import NotFound
 from server.services.auth import Forbidden, Principal, Role
-from server.services.auth_scope import require_member, require_session
+from server.services.auth_scope import owned_sessions, require_member, require_session
 
 _READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Writes an org admin may make, once the objects they name are checked (method, path pattern).
@@ -79,15 +78,8 @@ def _require_employee(connection: Connection, principal: Principal, employee_no:
 def require_owned_session(connection: Connection, principal: Principal, session_id: int) -> None:
     """NotFound outside the scope; Forbidden unless its whole audience lies inside the subtree."""
     require_session(connection, principal, session_id)
-    if principal.scope_unit_ids is None:
-        return
-    audience = connection.execute(
-        select(SessionAudience.org_unit_id, Member.org_unit_id)
-        .outerjoin(Member, Member.id == SessionAudience.member_id)
-        .where(SessionAudience.session_id == session_id)
-    ).all()
-    units = [unit if unit is not None else member_unit for unit, member_unit in audience]
-    if not units or not all(principal.allows_unit(unit) for unit in units):
+    owned = owned_sessions(connection, principal, [session_id])
+    if owned is not None and session_id not in owned:
         raise Forbidden("the session's audience reaches beyond your org units")
 
 

@@ -8,7 +8,7 @@ list one of its members. Anything else answers NotFound, as if it did not exist.
 
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, not_, or_, select, true
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, not_, or_, select, true
 
 from server.db import lookups
 from server.db.models import AttendanceSession, Member, OrgUnit, SessionAudience
@@ -71,6 +71,34 @@ def require_session(connection: Connection, principal: Principal, session_id: in
     )
     if found is None:
         raise NotFound("session", session_id)
+
+
+def owned_sessions(
+    connection: Connection, principal: Principal, session_ids: Iterable[int]
+) -> set[int] | None:
+    """Of these sessions, those whose whole audience lies in the principal's scope; None: all.
+
+    What an org admin may change (edit, cancel, series operations): a session shared
+    with another branch is one it may see (`session_condition`) but not change. An
+    audience of nobody is open to all: the organisation's, not a branch's.
+    """
+    scope = principal.scope_unit_ids
+    if scope is None:
+        return None
+    units: dict[int, set[int]] = {session_id: set() for session_id in session_ids}
+    if not units:
+        return set()
+    for session_id, unit_id in connection.execute(
+        select(
+            SessionAudience.session_id,
+            # A row names a unit or a member (a check constraint): the member's current unit.
+            func.coalesce(SessionAudience.org_unit_id, Member.org_unit_id),
+        )
+        .outerjoin(Member, Member.id == SessionAudience.member_id)
+        .where(SessionAudience.session_id.in_(sorted(units)))
+    ):
+        units[session_id].add(unit_id)
+    return {session_id for session_id, found in units.items() if found and found <= scope}
 
 
 def require_member(connection: Connection, principal: Principal, member_id: int) -> None:

@@ -14,12 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.api.deps import RuntimeDep, SessionDep, UowDep
-from server.db.models import Member, SessionAudience
+from server.db.models import Member
 from server.domain.lifecycle import SessionStatus
 from server.errors import DomainError, NotFound
 from server.services import organisation
 from server.services import sessions as session_service
 from server.services.auth import Principal
+from server.services.auth_scope import owned_sessions
 from server.web.auth import PrincipalDep, WriterDep, web_settings
 from server.web.pages.org import default_unit, scoped_units, unit_in_scope
 from server.web.rendering import redirect, render
@@ -38,62 +39,20 @@ RECURRENCE_PRESETS: Final = {
 }
 
 
-def _audience_units(db: Session, session_id: int) -> tuple[set[int], set[int]]:
-    """A session's audience: org unit ids, and the current units of its listed members."""
-    units: set[int] = set()
-    member_units: set[int] = set()
-    for unit_id, member_unit in db.execute(
-        select(SessionAudience.org_unit_id, Member.org_unit_id)
-        .outerjoin(Member, Member.id == SessionAudience.member_id)
-        .where(SessionAudience.session_id == session_id)
-    ):
-        if unit_id is not None:
-            units.add(unit_id)
-        if member_unit is not None:
-            member_units.add(member_unit)
-    return units, member_units
-
-
-def _within(scope: frozenset[int] | set[int], units: set[int]) -> bool:
-    # An audience of nobody is open to all: the organisation's, not a branch's.
-    return bool(units) and units <= scope
-
-
 def check_session_scope(db: Session, principal: Principal, session_id: int) -> None:
     """NotFound unless the session's whole audience lies in the principal's scope."""
-    scope = principal.scope_unit_ids
-    if scope is None:
-        return
-    units, member_units = _audience_units(db, session_id)
-    if not _within(scope, units | member_units):
+    owned = owned_sessions(db.connection(), principal, [session_id])
+    if owned is not None and session_id not in owned:
         raise NotFound("session", session_id)
-
-
-def _changeable(db: Session, principal: Principal, session_ids: list[int]) -> set[int] | None:
-    """Of these sessions, those the principal may change (check_session_scope); None: all.
-
-    An org admin's list shows every session whose audience touches its subtree,
-    including one shared with another branch, which it may read but not change:
-    the list offers no edit link nor series checkbox for those.
-    """
-    scope = principal.scope_unit_ids
-    if scope is None:
-        return None
-    units: dict[int, set[int]] = {session_id: set() for session_id in session_ids}
-    for session_id, unit_id, member_unit in db.execute(
-        select(SessionAudience.session_id, SessionAudience.org_unit_id, Member.org_unit_id)
-        .outerjoin(Member, Member.id == SessionAudience.member_id)
-        .where(SessionAudience.session_id.in_(session_ids))
-    ):
-        units[session_id].update(u for u in (unit_id, member_unit) if u is not None)
-    return {session_id for session_id, found in units.items() if _within(scope, found)}
 
 
 def _visible_series(
     db: Session, principal: Principal, found: list[session_service.SeriesView]
 ) -> list[session_service.SeriesView]:
-    """The series whose every session the principal may see (check_session_scope's rule)."""
-    changeable = _changeable(db, principal, [i for series in found for i in series.session_ids])
+    """The series whose every session the principal may change (check_session_scope's rule)."""
+    changeable = owned_sessions(
+        db.connection(), principal, [i for series in found for i in series.session_ids]
+    )
     if changeable is None:
         return found
     return [series for series in found if set(series.session_ids) <= changeable]
@@ -172,7 +131,10 @@ def sessions_page(
         "sessions/list.html",
         {
             "page": found,
-            "changeable": _changeable(db, principal, [item.id for item in found.items]),
+            # Shown, but not offered for editing: sessions shared with another branch.
+            "changeable": owned_sessions(
+                db.connection(), principal, [item.id for item in found.items]
+            ),
             "units": scoped_units(db, principal),
             "unit": chosen,
             "status": status or "",

@@ -347,3 +347,9 @@ def test_the_session_list_offers_no_change_to_a_session_shared_with_another_bran
     # What the list no longer offers stays refused; reading the session does not.
     assert site.org_admin.get(f"/admin/sessions/{joint}/edit").status_code == 404
     assert site.org_admin.get(f"/admin/sessions/{joint}").status_code == 200
+    # The API draws the same line (one rule, auth_scope.owned_sessions): readable, not changeable.
+    api = site.org_admin_api
+    assert api.get(f"/api/v1/sessions/{joint}").status_code == 200
+    refused = api.patch(f"/api/v1/sessions/{joint}", json={"title": "改名"})
+    assert refused.status_code == 403, refused.text
+    assert api.patch(f"/api/v1/sessions/{own}", json={"title": "改名"}).status_code == 200
