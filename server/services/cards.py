@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from protocol import CardTech, TapMode
 from server.audit.chain import record_audit
+from server.db import lookups
 from server.db.lookups import CardInfo
 from server.db.models import Card, EnrollRequest, Member, Reader, UnknownCard
 from server.domain.cards import CardStatus
@@ -317,19 +318,9 @@ def enrol_tapped_card(
         except Conflict:
             return None  # active for someone since the batch looked: rolled back
         _complete(db, request, member, card, received_at)
-        bound = CardInfo(
-            card_id=card.id,
-            tech=card.tech,
-            uid=card.uid,
-            status=CardStatus.ACTIVE,
-            member_id=member.id,
-            member_name=member.name,
-            org_unit_id=member.org_unit_id,
-            active_from=member.active_from,
-            active_to=member.active_to,
-        )
         db.commit()  # the savepoint; the batch's transaction commits it all
-    return bound
+    # As every tap's card is read (one query, for an enrolment only).
+    return lookups.cards_by_key(connection, [(tech, uid)]).get((tech, uid))
 
 
 def _complete(

@@ -483,12 +483,12 @@ class _Batch:
     positions: dict[str, Position | None] = field(default_factory=dict)
     # Where the strong card tier is required and the answering cards' keys, read once.
     tiers: TierContext | None = None
-    # The cards of every tap in the batch, and the attendance of their members in the
-    # sessions kept from earlier batches, when read with the generation (lookups.start_batch).
-    cards: dict[tuple[str, str], CardInfo] | None = None
+    # The generation, the cards and the attendance of their members in the sessions kept
+    # from earlier batches, when read in one round trip (lookups.start_batch).
     start: lookups.BatchStart | None = None
-    # Cards bound by their enroll-mode tap in this batch (services.cards.enrol_tapped_card).
-    enrolled: dict[tuple[str, str], CardInfo] = field(default_factory=dict)
+    # The cards of the batch's taps by (tech, uid), set when resolving; a card bound by its
+    # enroll-mode tap is added, so a later tap of it in the batch finds it.
+    cards: dict[tuple[str, str], CardInfo] = field(default_factory=dict)
     # Attendance rows created with the taps, by (member, session), when one statement did both.
     created_attendance: dict[tuple[int, int], int] | None = None
 
@@ -516,7 +516,6 @@ class _Batch:
             )
         if start is not None:
             self.reference.begin(self.connection, start.generation)
-            self.cards = start.cards
             self.start = start
         else:
             self.reference.begin(self.connection)
@@ -573,9 +572,9 @@ class _Batch:
         received = [i.submission for i in taps if isinstance(i.submission, ReceivedTap)]
         refs = self.reference
         readers = refs.readers(self.connection, {r.tap.reader_id for r in received})
-        cards = (
-            self.cards
-            if self.cards is not None
+        cards = self.cards = (
+            self.start.cards
+            if self.start is not None
             else lookups.cards_by_key(
                 self.connection, {(r.tap.card.tech.value, r.tap.card.uid) for r in received}
             )
@@ -767,7 +766,7 @@ class _Batch:
                 mode=mode,
             )
             return
-        self.enrolled[(tech, uid)] = bound
+        self.cards[(tech, uid)] = bound
         self._finish(
             item,
             AckResult.ACCEPTED,
@@ -789,15 +788,6 @@ class _Batch:
                     detail="enroll: card already belongs to a member",
                     mode=mode,
                     card=card,
-                )
-            elif (tech, uid) in self.enrolled:
-                # Tapped twice in one batch: the first tap bound it.
-                self._finish(
-                    item,
-                    AckResult.DUPLICATE,
-                    display.card_already_enrolled(self.enrolled[(tech, uid)].member_name),
-                    detail="enroll: card already belongs to a member",
-                    mode=mode,
                 )
             else:
                 self._enrol(item, tap, mode)
