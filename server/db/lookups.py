@@ -34,7 +34,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.sql.expression import Executable
 
 from protocol import TapMode
 from server.db.arrays import binary_array
@@ -404,13 +403,24 @@ GENERATION_SQL = "SELECT generation FROM reference_generation WHERE id = 1"
 
 
 @dataclass(frozen=True)
-class _ExpectedAttendance:
-    sql: str  # psycopg's parameter style
+class _ArraysQuery:
+    """A statement over rows passed as arrays (PostgreSQL), run on psycopg directly."""
+
+    sql: str  # psycopg's parameter style (driver.compiled_sql)
     arrays: Arrays
 
 
+def _attendance_probe(member: str, session: str) -> str:
+    """A LATERAL join to the attendance of (member, session), by its unique index."""
+    listed = "member_id, session_id, status, checked_in_at, checked_out_at"
+    return (
+        f"CROSS JOIN LATERAL (SELECT {listed} FROM attendance "  # noqa: S608 - our own names
+        f"WHERE member_id = {member} AND session_id = {session} LIMIT 1) AS a"
+    )
+
+
 @cache
-def _expected_attendance(dialect: Dialect) -> _ExpectedAttendance:
+def _expected_attendance(dialect: Dialect) -> _ArraysQuery:
     """For each (tech, uid, session id): that card's member's attendance in that session.
 
     Rows of arrays joined on the (tech, uid) and (member, session) indexes, as
@@ -422,14 +432,12 @@ def _expected_attendance(dialect: Dialect) -> _ExpectedAttendance:
         dialect,
         [("tech", cards.c.tech), ("uid", cards.c.uid), ("session_id", attendance.c.session_id)],
     )
-    listed = "member_id, session_id, status, checked_in_at, checked_out_at"
     sql = (
         f"SELECT a.* FROM {arrays.sql} AS k(tech, uid, session_id) "  # noqa: S608 - our own names
         "JOIN cards AS c ON c.tech = k.tech AND c.uid = k.uid "
-        f"CROSS JOIN LATERAL (SELECT {listed} FROM attendance "
-        "WHERE member_id = c.member_id AND session_id = k.session_id LIMIT 1) AS a"
+        + _attendance_probe("c.member_id", "k.session_id")
     )
-    return _ExpectedAttendance(compiled_sql(text(sql), dialect), arrays)
+    return _ArraysQuery(compiled_sql(text(sql), dialect), arrays)
 
 
 @cache
@@ -607,8 +615,7 @@ def attendance_for(
         params = pairs_query.arrays.params(
             connection, [{"members": m, "sessions": s} for m, s in sorted(wanted)]
         )
-        sql = compiled_sql(pairs_query.statement, connection.dialect)
-        return _attendance_rows(driver_rows(connection, sql, params))
+        return _attendance_rows(driver_rows(connection, pairs_query.sql, params))
     sessions = list({session_id for _, session_id in wanted})
     for part in chunks({member_id for member_id, _ in wanted}):
         rows = connection.execute(_ATTENDANCE, {"members": part, "sessions": sessions})
@@ -619,14 +626,8 @@ def attendance_for(
     return found
 
 
-@dataclass(frozen=True)
-class _PairsQuery:
-    statement: Executable
-    arrays: Arrays
-
-
 @cache
-def _attendance_pairs(dialect: Dialect) -> _PairsQuery:
+def _attendance_pairs(dialect: Dialect) -> _ArraysQuery:
     """Attendance of exactly the (member, session) pairs given, as two arrays (PostgreSQL).
 
     `member_id = ANY(:members) AND session_id = ANY(:sessions)` asks for every
@@ -639,15 +640,9 @@ def _attendance_pairs(dialect: Dialect) -> _PairsQuery:
     """
     table = table_of(Attendance)
     arrays = Arrays.of(dialect, [("members", table.c.member_id), ("sessions", table.c.session_id)])
-    columns = ("member_id", "session_id", "status", "checked_in_at", "checked_out_at")
-    listed = ", ".join(columns)
-    sql = (
-        f"SELECT a.* FROM {arrays.sql} AS p(m, s) "  # noqa: S608 - our own names
-        f"CROSS JOIN LATERAL (SELECT {listed} FROM attendance "
-        "WHERE member_id = p.m AND session_id = p.s LIMIT 1) AS a"
-    )
-    # Run by driver_rows: values come back as psycopg converts them.
-    return _PairsQuery(text(sql), arrays)
+    sql = f"SELECT a.* FROM {arrays.sql} AS p(m, s) "  # noqa: S608 - our own names
+    sql += _attendance_probe("p.m", "p.s")
+    return _ArraysQuery(compiled_sql(text(sql), dialect), arrays)
 
 
 _ORIGINAL_TAPS = _Query.build(

@@ -28,7 +28,7 @@ once in the log.
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar, cast
 
@@ -109,7 +109,6 @@ class _Sessions:
     earliest: datetime
     latest: datetime
     found: RoomSessions
-    ids: dict[int, tuple[int, ...]] = field(default_factory=dict)  # session ids by room
 
 
 class Reference:
@@ -241,7 +240,7 @@ class ReferenceCache(Reference):
         reader, kept = self._readers.get(reader_id), self._sessions
         if reader is None or reader.room_id is None or kept is None:
             return ()
-        return kept.ids.get(reader.room_id, ())
+        return tuple(c.session_id for c in kept.found.by_room.get(reader.room_id, ()))
 
     def sessions(
         self, connection: Connection, room_ids: set[int], earliest: datetime, latest: datetime
@@ -261,8 +260,7 @@ class ReferenceCache(Reference):
         rooms = frozenset(room_ids | (kept.rooms if kept is not None else frozenset()))
         start, end = earliest - SESSION_MARGIN, latest + SESSION_MARGIN
         found = lookups.sessions_in_rooms(connection, rooms, start, end)
-        ids = {room: tuple(c.session_id for c in cs) for room, cs in found.by_room.items()}
-        self._sessions = _Sessions(rooms, start, end, found, ids)
+        self._sessions = _Sessions(rooms, start, end, found)
         return found
 
     def org_tree(self, connection: Connection) -> OrgTree:
