@@ -4,6 +4,7 @@ Every change is audited. A card changes status but is never deleted: old taps
 keep naming the card they were made with.
 """
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,8 @@ from server.errors import Conflict, DomainError, NotFound
 from server.services.auth import Principal
 from server.services.auth_scope import require_member
 from server.services.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 _UID: Final = re.compile(r"^[0-9A-F]{4,64}$")
 # How long a picked member waits for the card to be tapped on the enrolment reader.
@@ -315,8 +318,10 @@ def enrol_tapped_card(
         assert member is not None  # a foreign key
         try:
             card = _add_card(db, member, tech, uid, received_at)
-        except Conflict:
-            return None  # active for someone since the batch looked: rolled back
+        except Conflict as exc:
+            # Active for someone since the batch looked: rolled back, and the tap is filed.
+            log.warning("enrolment tap on %s not bound to %s: %s", reader_id, member.name, exc)
+            return None
         _complete(db, request, member, card, received_at)
         db.commit()  # the savepoint; the batch's transaction commits it all
     # As every tap's card is read (one query, for an enrolment only).

@@ -308,7 +308,7 @@ def test_a_pick_on_another_reader_binds_nothing_here(
 
 
 def test_a_card_made_active_since_the_batch_looked_is_left_to_be_filed(
-    database: Database, seeded: MinimalSeed
+    database: Database, seeded: MinimalSeed, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The binding's savepoint is rolled back; the batch's transaction goes on."""
     request_id = pick_for_enrolment(
@@ -327,6 +327,11 @@ def test_a_card_made_active_since_the_batch_looked_is_left_to_be_filed(
 
     assert bound is None
     assert still == 1
+    said = [r.getMessage() for r in caplog.records if r.name == "server.services.cards"]
+    assert said == [
+        f"enrolment tap on {seeded.reader_id} not bound to {seeded.member_name}: "
+        f"card {seeded.card_uid} is already active for {seeded.member_name}"
+    ]
     with database.sessions() as db:
         request = db.get(EnrollRequest, request_id)
         assert request is not None
