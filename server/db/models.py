@@ -192,6 +192,8 @@ class Reader(Base):
     oldest_pending_at: Mapped[datetime | None]
     clock_synced: Mapped[bool | None] = mapped_column(Boolean)
     skew_seconds: Mapped[float | None] = mapped_column(Float)
+    # Arrival time of the tap the skew was measured from (migration 0010).
+    skew_measured_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # Message signing (migration 0003): the HMAC key in hex (stored as given), and
     # the newest (boot_id, seq) accepted from this reader, against replays.

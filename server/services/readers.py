@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, case, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from protocol import Config, ReaderState, Status, TapMode
@@ -47,7 +47,12 @@ def record_statuses(uow: UnitOfWork, reports: Sequence[StatusReport]) -> int:
                 }
                 if status.state is ReaderState.ONLINE:
                     # An offline status is usually the broker's last will, sent later.
-                    values["last_seen_at"] = report.received_at
+                    # Never backwards: a tap's batch may have stored a later time.
+                    seen = Reader.last_seen_at
+                    values["last_seen_at"] = case(
+                        (or_(seen.is_(None), seen < report.received_at), report.received_at),
+                        else_=seen,
+                    )
                 result = uow.session.execute(
                     update(Reader).where(Reader.reader_id == reader_id).values(**values)
                 )

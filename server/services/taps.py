@@ -226,13 +226,25 @@ _CHECK_OUT = (
 )
 
 _SEEN = bindparam("seen", type_=_READERS.c.last_seen_at.type)
+# The skew is ordered by when it was measured, not by last_seen_at: a status
+# report moves last_seen_at too, and may be stored before an older tap's batch.
 _TOUCH_READERS = (
     update(_READERS)
     .where(
         _READERS.c.reader_id == bindparam("rid"),
-        or_(_READERS.c.last_seen_at.is_(None), _READERS.c.last_seen_at < _SEEN),
+        or_(_READERS.c.skew_measured_at.is_(None), _READERS.c.skew_measured_at < _SEEN),
     )
-    .values(last_seen_at=_SEEN, skew_seconds=bindparam("skew"))
+    .values(
+        last_seen_at=case(
+            (
+                or_(_READERS.c.last_seen_at.is_(None), _READERS.c.last_seen_at < _SEEN),
+                _SEEN,
+            ),
+            else_=_READERS.c.last_seen_at,
+        ),
+        skew_seconds=bindparam("skew"),
+        skew_measured_at=_SEEN,
+    )
 )
 
 _BOOT = bindparam("boot", type_=_READERS.c.last_boot_id.type)

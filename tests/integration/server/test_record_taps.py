@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, update
 
-from protocol import AckResult, CardTech, TapMode
+from protocol import AckResult, CardTech, ReaderState, Status, TapMode
 from server.db import lookups
 from server.db.engine import Database
 from server.db.models import (
@@ -31,6 +31,7 @@ from server.domain import display
 from server.domain.points import ActivityRule, RuleSet, RuleVersion
 from server.sample import MinimalSeed, TapBuilder
 from server.services.cards import enrol_tapped_card
+from server.services.readers import StatusReport, record_statuses
 from server.services.rules import add_rule_version
 from server.services.taps import (
     Outcome,
@@ -642,6 +643,47 @@ def test_reader_last_seen_is_updated(database: Database, taps: TapBuilder) -> No
         reader = db.scalars(select(Reader)).one()
     assert reader.last_seen_at == received_at
     assert reader.skew_seconds == pytest.approx(-3.0)
+    assert reader.skew_measured_at == received_at
+
+
+def _online(database: Database, reader_id: str, received_at: datetime) -> None:
+    status = Status(state=ReaderState.ONLINE, boot_id=uuid.uuid4(), agent_version="t", source="t")
+    record_statuses(
+        UnitOfWork(database.write_sessions), [StatusReport(reader_id, status, received_at)]
+    )
+
+
+def test_skew_is_kept_when_a_later_status_was_stored_first(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    # The reader's status arrived after its tap but was stored before the tap's batch.
+    _online(database, seeded.reader_id, NOW + timedelta(seconds=5))
+    record(database, taps.received(received_at=NOW + timedelta(seconds=3)))
+
+    with database.sessions() as db:
+        reader = db.scalars(select(Reader)).one()
+    assert reader.skew_seconds == pytest.approx(-3.0)
+    assert reader.skew_measured_at == NOW + timedelta(seconds=3)
+    assert reader.last_seen_at == NOW + timedelta(seconds=5)  # not moved back
+
+
+def test_an_older_tap_stored_late_moves_neither_skew_nor_last_seen_back(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    record(database, taps.received(received_at=NOW + timedelta(seconds=7)))
+    # Another worker's batch with an earlier tap commits afterwards.
+    record(
+        database,
+        taps.received(at=NOW + timedelta(seconds=1), received_at=NOW + timedelta(seconds=2)),
+    )
+    # And a status from before both.
+    _online(database, seeded.reader_id, NOW + timedelta(seconds=4))
+
+    with database.sessions() as db:
+        reader = db.scalars(select(Reader)).one()
+    assert reader.skew_seconds == pytest.approx(-7.0)
+    assert reader.skew_measured_at == NOW + timedelta(seconds=7)
+    assert reader.last_seen_at == NOW + timedelta(seconds=7)
 
 
 def _add_members(database: Database, seed: MinimalSeed, n: int) -> list[str]:
