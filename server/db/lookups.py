@@ -257,6 +257,7 @@ def reader_positions(
     return found
 
 
+# SQLite's card lookup; PostgreSQL's is _cards_of_keys (its generic plan probes the index).
 _CARDS = _Query.build(
     lambda in_list: (
         select(
@@ -283,6 +284,12 @@ def cards_by_key(
 ) -> dict[tuple[str, str], CardInfo]:
     """The card each (tech, uid) names: the active one, else the most recently changed."""
     wanted = set(keys)
+    if connection.dialect.name == "postgresql":
+        # One statement text for any number of keys, probing the index per key.
+        query = _cards_of_keys(connection.dialect)
+        return _best_cards(
+            wanted, driver_rows(connection, query.sql, _cards_params(connection, query, wanted))
+        )
     techs = list({tech for tech, _ in wanted})
     rows = (
         row
@@ -364,12 +371,12 @@ def start_batch(
     if driver.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE:
         return None
     wanted = set(keys)
-    techs = binary_array(connection, {tech for tech, _ in wanted})
-    uids = binary_array(connection, {uid for _, uid in wanted})
+    cards_query = _cards_of_keys(connection.dialect)
+    cards_params = _cards_params(connection, cards_query, wanted)
     try:
         with driver.pipeline():
             generation = driver.execute(GENERATION_SQL)
-            cards = driver.execute(_cards_sql(connection.dialect), {"techs": techs, "uids": uids})
+            cards = driver.execute(cards_query.sql, cards_params)
             asked = frozenset(expected)
             attendance = None
             if asked:
@@ -419,13 +426,49 @@ def _attendance_probe(member: str, session: str) -> str:
     )
 
 
+def _cards_probe(listed: str, *, holders: bool = False) -> str:
+    """A LATERAL join to the cards of (k.tech, k.uid), by the (tech, uid) index (and their holders).
+
+    OFFSET 0 keeps the subquery a probe per key: joined plainly, the generic plan
+    of the prepared statement (made for an unknown number of keys, with the
+    table's statistics as they were, none on a new database) hashed every card
+    of the table on every batch.
+    """
+    joined = "JOIN members ON members.id = cards.member_id " if holders else ""
+    return (
+        f"CROSS JOIN LATERAL (SELECT {listed} FROM cards {joined}"  # noqa: S608 - our own names
+        "WHERE cards.tech = k.tech AND cards.uid = k.uid OFFSET 0) AS c"
+    )
+
+
+@cache
+def _cards_of_keys(dialect: Dialect) -> _ArraysQuery:
+    """The cards of exactly the (tech, uid) pairs given, with their holders: `_CARDS`'s rows."""
+    cards = table_of(Card)
+    arrays = Arrays.of(dialect, [("tech", cards.c.tech), ("uid", cards.c.uid)])
+    listed = (
+        "cards.id, cards.tech, cards.uid, cards.status, cards.status_changed_at, members.id, "
+        "members.name, members.org_unit_id, members.active_from, members.active_to"
+    )
+    sql = f"SELECT c.* FROM {arrays.sql} AS k(tech, uid) "  # noqa: S608 - our own names
+    sql += _cards_probe(listed, holders=True)
+    return _ArraysQuery(compiled_sql(text(sql), dialect), arrays)
+
+
+def _cards_params(
+    connection: Connection, query: _ArraysQuery, keys: set[tuple[str, str]]
+) -> dict[str, Any]:
+    return query.arrays.params(connection, [{"tech": t, "uid": u} for t, u in sorted(keys)])
+
+
 @cache
 def _expected_attendance(dialect: Dialect) -> _ArraysQuery:
     """For each (tech, uid, session id): that card's member's attendance in that session.
 
-    Rows of arrays joined on the (tech, uid) and (member, session) indexes, as
-    `_attendance_pairs` and for its reasons: with `= ANY(…)` filters instead,
-    PostgreSQL's generic plan for the prepared statement scanned every card.
+    Rows of arrays probing the (tech, uid) and (member, session) indexes, as
+    `_attendance_pairs` and for its reasons (`_cards_probe`): with `= ANY(…)`
+    filters, or the cards joined plainly, PostgreSQL's generic plan for the
+    prepared statement scanned every card.
     """
     cards, attendance = table_of(Card), table_of(Attendance)
     arrays = Arrays.of(
@@ -434,15 +477,11 @@ def _expected_attendance(dialect: Dialect) -> _ArraysQuery:
     )
     sql = (
         f"SELECT a.* FROM {arrays.sql} AS k(tech, uid, session_id) "  # noqa: S608 - our own names
-        "JOIN cards AS c ON c.tech = k.tech AND c.uid = k.uid "
+        + _cards_probe("cards.member_id")
+        + " "
         + _attendance_probe("c.member_id", "k.session_id")
     )
     return _ArraysQuery(compiled_sql(text(sql), dialect), arrays)
-
-
-@cache
-def _cards_sql(dialect: Dialect) -> str:
-    return str(_CARDS.arrays.compile(dialect=dialect))
 
 
 def _rank_key(rank: tuple[int, datetime | None, int]) -> tuple[int, float, int]:
