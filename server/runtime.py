@@ -148,6 +148,7 @@ class ServerRuntime:
                 clock=self._clock,
                 on_committed=self.relay.publish,
             )
+            self.relay.send_through(self.ingest.publish_event)
             self.ingest.start()
             # Wait for the subscription, so nothing published after start() is missed.
             if not self.ingest.wait_ready(self._ready_timeout):

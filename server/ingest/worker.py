@@ -164,7 +164,13 @@ class _IngestClient(mqtt.Client):
 
     @contextmanager
     def one_wakeup(self) -> Iterator[None]:
-        """Queue this thread's packets in the block, then write them (or wake the loop) once."""
+        """Queue this thread's packets in the block, then write them (or wake the loop) once.
+
+        Inside another such block of the same thread, the outer one writes them.
+        """
+        if self._holder == threading.get_ident():
+            yield
+            return
         self._holder = threading.get_ident()
         try:
             yield
@@ -321,7 +327,7 @@ class IngestWorker:
     ) -> None:
         self.endpoint = endpoint
         self.options = options or IngestOptions()
-        # Told of each committed batch's outcomes, after the acks went out (kiosk, live screen).
+        # Told of each committed batch's outcomes, after its acks were queued (kiosk, live screen).
         self._on_committed = on_committed
         self.counters = IngestCounters()
         self._database = database
@@ -736,13 +742,23 @@ class IngestWorker:
                     dropped += 1  # the reader's outbox resends the tap: answered duplicate
             for item, _ in answered:
                 self._ack_inbound(item.inbound)
+            if self._on_committed is not None:
+                # Its publishes (publish_event) go out in the same write as the acks.
+                self._on_committed([outcome for _, outcome in answered])
         if dropped:
             log.error("paho refused %d acks (%s); their readers will resend", dropped, info.rc)
             with self._acks_lock:
                 self._unconfirmed_acks -= dropped
         self.counters.add_all({"acks_queued_offline": offline, "acks_dropped": dropped})
-        if self._on_committed is not None:
-            self._on_committed([outcome for _, outcome in answered])
+
+    def publish_event(self, topic: str, payload: bytes) -> MQTTErrorCode:
+        """Publish a QoS 0 message on the worker's connection (see EventRelay.send_through).
+
+        From `on_committed` it goes out with the batch's acks; from another thread
+        it wakes the network thread as any publish does.
+        """
+        with self._client.one_wakeup():
+            return self._client.publish(topic, payload, qos=0).rc
 
     def _ack_inbound(self, inbound: _Inbound) -> None:
         # A PUBACK on a newer connection would name a packet id the broker reused.

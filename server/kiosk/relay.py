@@ -8,15 +8,16 @@ carry only ids: a screen that misses one loses a momentary update, nothing
 more, and recomputes its figures from the database on the next.
 
 Each process has one relay. Its ingest worker (if any) hands every committed
-batch to an `EventFanout`, which publishes to this process's hub directly and
-to the broker for the others; the relay's subscription then skips the batches
-carrying its own origin, so no page sees an event twice.
+batch to `EventRelay.publish`, which gives it to this process's hub directly and
+publishes it to the broker for the others, on the worker's own connection
+(`send_through`); the relay's subscription then skips the batches carrying its
+own origin, so no page sees an event twice.
 """
 
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -33,6 +34,9 @@ from server.services.taps import Outcome
 log = logging.getLogger(__name__)
 
 EVENTS_QOS = 0
+
+# Publishes (topic, payload) at EVENTS_QOS; returns paho's result code.
+Sender = Callable[[str, bytes], MQTTErrorCode]
 
 
 class EventRelay:
@@ -63,6 +67,18 @@ class EventRelay:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._send: Sender | None = None
+
+    def send_through(self, send: Sender) -> None:
+        """Publish this process's batches with `send` (the ingest worker's connection).
+
+        The worker calls `publish` on its network thread right after queueing a
+        batch's acks: on its connection the events go out in the same write,
+        where the relay's own client would wake its network thread for every
+        batch (at 1,000 taps/s, 0.15 ms of each batch's answer, measured). The
+        relay's client goes on receiving the other processes' batches.
+        """
+        self._send = send
 
     def start(self) -> None:
         """Connect in the background (retrying) and subscribe to other processes' events."""
@@ -89,13 +105,15 @@ class EventRelay:
             if not events:
                 return
             self.hub.publish(events)
-            info = self._client.publish(
-                topics.server_events(), encode_batch(self.origin, events), qos=EVENTS_QOS
-            )
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            payload = encode_batch(self.origin, events)
+            if self._send is not None:
+                rc = self._send(topics.server_events(), payload)
+            else:
+                rc = self._client.publish(topics.server_events(), payload, qos=EVENTS_QOS).rc
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 # QoS 0 while disconnected is dropped by paho: other processes' screens
                 # miss this update and catch up with the next.
-                log.warning("tap events not sent to other processes: %s", info.rc)
+                log.warning("tap events not sent to other processes: %s", rc)
         except Exception:
             log.exception("tap events not published")
 

@@ -18,9 +18,14 @@ from protocol import Ack, AckResult, ReaderState, Status, Tap, decode_as, encode
 from protocol.signing import sign
 from server.db.engine import Database
 from server.db.models import Attendance, LedgerEntry, Reader, TapRecord
+from server.domain.clock import FixedClock
 from server.errors import StorageError
 from server.ingest import worker as worker_module
-from server.ingest.worker import IngestWorker
+from server.ingest.endpoint import MqttEndpoint
+from server.ingest.worker import IngestOptions, IngestWorker
+from server.kiosk.events import decode_batch
+from server.kiosk.hub import EventHub
+from server.kiosk.relay import EventRelay
 from server.sample import MinimalSeed, TapBuilder
 from server.services.taps import Outcome, ReceivedTap, Submission
 
@@ -415,3 +420,40 @@ def test_no_tap_is_taken_while_the_broker_is_behind_with_the_acks(
     answered = readers.acks(2)
     assert {a.event_id for a in answered} == {t.event_id for t in later}
     assert worker.counters.get("acks_dropped") == 0
+
+
+def test_tap_events_go_out_on_the_workers_own_connection(
+    seeded: MinimalSeed,
+    mosquitto: Mosquitto,
+    database: Database,
+    readers: Readers,
+    probes: Probes,
+) -> None:
+    # `rollcall ingest`: its relay sends each committed batch's events to the other
+    # processes through the worker's connection, with the acks.
+    endpoint = MqttEndpoint(mosquitto.host, mosquitto.port)
+    relay = EventRelay(endpoint, EventHub(), listen=False)  # never started: not connected
+    worker = IngestWorker(
+        endpoint,
+        database,
+        IngestOptions(client_id="ingest-events"),
+        clock=FixedClock(NOW),
+        on_committed=relay.publish,
+    )
+    relay.send_through(worker.publish_event)
+    other_process = probes(mosquitto.host, mosquitto.port, "serve-process")
+    other_process.subscribe(topics.server_events(), qos=0)
+    worker.start()
+    try:
+        assert worker.wait_ready(10)
+        tap = TapBuilder.for_seed(seeded).tap()
+        readers.send(tap)
+        _, ack = readers.ack()
+        batch = decode_batch(bytes(other_process.next().payload))
+    finally:
+        worker.stop()
+    assert ack.result is AckResult.ACCEPTED
+    assert batch.origin == relay.origin
+    assert [(e.event_id, e.member_id, e.is_arrival) for e in batch.events] == [
+        (tap.event_id, seeded.member_id, True)
+    ]
