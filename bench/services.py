@@ -111,7 +111,7 @@ def totals(database_url: str) -> Totals:
 
 
 class Ingest:
-    """`rollcall ingest` as its own process, logging to a file."""
+    """`rollcall ingest` (or `command`, which runs it) as its own process, logging to a file."""
 
     def __init__(
         self,
@@ -121,6 +121,7 @@ class Ingest:
         *,
         name: str = "ingest",
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         env = {
             **os.environ,
@@ -132,7 +133,7 @@ class Ingest:
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [str(BIN / "rollcall"), "ingest"],
+            command or [str(BIN / "rollcall"), "ingest"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=self._log,
