@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
+# pytest-xdist processes for `make test`: the tests mostly wait on brokers, databases,
+# browsers and daemons, so two halve the run on a 2-core machine.
+TEST_PROCESSES ?= 2
 
 .PHONY: demo test lint typecheck unit clean system-deps-demo system-deps-test translations screenshots
 
@@ -12,7 +15,8 @@ demo: system-deps-demo $(VENV)/.demo-installed
 
 test: system-deps-test $(VENV)/.test-installed lint typecheck
 	pg_url=$$(sh scripts/ensure-postgres.sh) && \
-	ROLLCALL_TEST_PG_ADMIN_URL=$$pg_url $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	ROLLCALL_TEST_PG_ADMIN_URL=$$pg_url $(BIN)/pytest -p no:cacheprovider \
+		-n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .

@@ -13,6 +13,25 @@ from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import fresh_database
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test`'s two pytest-xdist processes: the PC/SC tests all in one of them.
+
+    There is one /run/pcscd per machine, so those tests take a machine-wide lock
+    (tests/integration/pcsc/pcscd.py) that the session pcscd of one process would
+    hold until its last test, stalling the other's PC/SC tests. (xdist's own
+    `--dist loadgroup` cannot do this with pytest 9.2: it renames `item._nodeid`,
+    which pytest no longer reads.) Every other test is scheduled on its own.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PcscTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "pcsc" if "/pcsc/" in path or "/test_pcsc" in path else nodeid
+
+    return PcscTogether(config, log)
+
+
 @contextmanager
 def _required() -> Iterator[None]:
     """Fail the test, without a traceback, with the message of a service that is missing."""
