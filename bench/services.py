@@ -6,11 +6,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 from sqlalchemy import create_engine, func, select
@@ -223,3 +225,60 @@ class IngestGroup:
         """Stop every worker."""
         for member in self.members:
             member.stop()
+
+
+def machine_pace(database_url: str, kind: str, tap_payload: bytes) -> dict[str, float]:
+    """How fast this VM is right now, to compare runs made at different hours.
+
+    The 2-vCPU VM's speed moves within minutes (other tenants): the same code's
+    rate-1000 p99 has doubled between runs an hour apart. Recorded with each run:
+    decoding one tap as ingest does (`decode_as`, JSON and validation: µs, the
+    best of three rounds of 1,000), and on PostgreSQL the round trip of
+    `SELECT 1` and of a durable one-row INSERT (autocommit, so a WAL flush each),
+    p50 and p99 in µs. A batch of taps makes about seven round trips and one commit.
+    """
+    from protocol import Tap
+    from protocol.codec import decode_as
+
+    rounds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(1000):
+            decode_as(tap_payload, Tap)
+        rounds.append(time.perf_counter() - started)
+    pace: dict[str, float] = {"decode_us": min(rounds) * 1000}
+    if kind != "postgresql":
+        return pace
+    import psycopg
+
+    def sample(conn: "psycopg.Connection[Any]", sql: str, n: int) -> tuple[float, float]:
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            conn.execute(sql)
+            times.append(time.perf_counter() - started)
+        times.sort()
+        return times[n // 2] * 1e6, times[int(n * 0.99)] * 1e6
+
+    url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        pace["select_p50_us"], pace["select_p99_us"] = sample(conn, "SELECT 1", 2000)
+        conn.execute("CREATE TABLE bench_pace (x int)")
+        try:
+            pace["commit_p50_us"], pace["commit_p99_us"] = sample(
+                conn, "INSERT INTO bench_pace VALUES (1)", 500
+            )
+        finally:
+            conn.execute("DROP TABLE bench_pace")
+    return pace
+
+
+def describe_pace(pace: dict[str, float]) -> str:
+    """One line of machine_pace's figures."""
+    text = f"tap decode {pace['decode_us']:.1f} µs"
+    if "select_p50_us" in pace:
+        text += (
+            f", SELECT 1 p50/p99 {pace['select_p50_us']:.0f}/{pace['select_p99_us']:.0f} µs"
+            f", durable INSERT p50/p99 {pace['commit_p50_us']:.0f}/{pace['commit_p99_us']:.0f} µs"
+        )
+    return text

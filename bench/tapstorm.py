@@ -466,6 +466,8 @@ def run(
         print(f"  migrated and seeded in {time.monotonic() - t:.1f} s", flush=True)
 
         sample = plan_taps(fleet.reader_ids, fleet.uids, 0, 1)[0].payload
+        report["machine_pace"] = [services.machine_pace(database_url, kind, sample)]
+        print(f"  machine pace  {services.describe_pace(report['machine_pace'][0])}", flush=True)
         report.update(measure_passthrough(host, port, sample, profile.passthrough_messages))
         rates = report["passthrough_msgs_per_s"]
         raw = rates[report["passthrough_used"]]
@@ -524,6 +526,9 @@ def run(
             if readers is not None:
                 readers.close()
             ingest.stop()
+        # Again at the end: how much the machine's pace moved during the run.
+        report["machine_pace"].append(services.machine_pace(database_url, kind, sample))
+        print(f"  machine pace  {services.describe_pace(report['machine_pace'][1])}", flush=True)
         report["ingest_log_errors"] = [
             line
             for log in ingest_logs(ingest)

@@ -155,6 +155,8 @@ def run(options: Options, workdir: Path) -> dict[str, Any]:
     ):
         services.upgrade(database_url, workdir)
         fleet = services.seed(database_url, options.members, options.readers)
+        sample = plan_taps(fleet.reader_ids, fleet.uids, 0, 1)[0].payload
+        pace = services.machine_pace(database_url, options.db, sample)
         ingest = services.Ingest(
             database_url,
             f"mqtt://{broker.host}:{broker.port}",
@@ -198,6 +200,7 @@ def run(options: Options, workdir: Path) -> dict[str, Any]:
     tap_batches = [b for b in batches if b["size"] > 0]
     return {
         "db": options.db,
+        "machine_pace": pace,
         "rate": options.rate,
         "seconds": options.seconds,
         "readers": options.readers,
@@ -236,6 +239,7 @@ def show(report: dict[str, Any]) -> None:
         f"database wait {b['db_wait_ms']['p50']:.2f} ms in {b['db_waits']['p50']:.0f} waits; "
         f"batch size seen by a tap p50 {report['batch_size_seen_by_a_tap']['p50']:.0f}"
     )
+    print(f"  machine pace: {services.describe_pace(report['machine_pace'])}")
     print("  database waits, by the code that waited:")
     for site, s in list(report["db_waits_us"].items())[:12]:
         print(
