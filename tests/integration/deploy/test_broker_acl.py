@@ -1,5 +1,6 @@
 """The generated Mosquitto configuration keeps every reader to its own topics."""
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,38 @@ def connect() -> Iterator[Connect]:
 def provision(
     database: Database, broker: ProductionBroker, reader_id: str, *, tls: bool = False
 ) -> ProvisionedReader:
-    return provision_reader(
+    reader = provision_reader(
         database, ReaderRequest(reader_id, ROOM, tls=tls), broker.paths, broker.address
     )
+    if reader.password is not None:
+        wait_until_reloaded(broker, reader_id, reader.password, accepted=True)
+    return reader
+
+
+def wait_until_reloaded(
+    broker: ProductionBroker, username: str, password: str, *, accepted: bool
+) -> None:
+    """Wait until the broker has applied the password file that provisioning SIGHUPed it for.
+
+    Mosquitto handles SIGHUP between turns of its loop: a CONNECT that arrives
+    with the signal can still be checked against the old file (seen once in CI,
+    under load: a reader provisioned a moment before was refused). Fails if the
+    broker has not applied it after five seconds.
+    """
+    deadline = time.monotonic() + 5.0
+    while True:
+        client = Client(broker.layout.password_port, username=username, password=password)
+        try:
+            answer = client.connect()
+        finally:
+            client.close()
+        if (answer == "Success") == accepted:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"the broker still answers {answer!r} to {username} five seconds after SIGHUP"
+            )
+        time.sleep(0.05)
 
 
 def as_reader(connect: Connect, broker: ProductionBroker, reader: ProvisionedReader) -> Client:
@@ -194,6 +224,7 @@ def test_revoked_reader_is_refused(
 
     assert revocation.password_removed
     assert "SIGHUP" in revocation.reload_note
+    wait_until_reloaded(production_broker, "hall-a-1", reader.password, accepted=False)
     client = Client(
         production_broker.layout.password_port, username="hall-a-1", password=reader.password
     )
