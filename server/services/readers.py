@@ -3,8 +3,9 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, case, or_, select, update
+from sqlalchemy import Connection, SQLColumnExpression, case, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from protocol import Config, ReaderState, Status, TapMode
@@ -12,6 +13,15 @@ from server.audit.chain import record_audit
 from server.db.models import Reader, Room
 from server.errors import NotFound, StorageError
 from server.services.unit_of_work import UnitOfWork
+
+
+def moved_forward(column: SQLColumnExpression[Any], value: Any) -> SQLColumnExpression[Any]:
+    """`column` set to `value` unless it already holds a later one: for arrival times.
+
+    A reader's `last_seen_at` is written by its status reports and by its taps'
+    batches, which commit in any order.
+    """
+    return case((or_(column.is_(None), column < value), value), else_=column)
 
 
 @dataclass(frozen=True)
@@ -47,12 +57,7 @@ def record_statuses(uow: UnitOfWork, reports: Sequence[StatusReport]) -> int:
                 }
                 if status.state is ReaderState.ONLINE:
                     # An offline status is usually the broker's last will, sent later.
-                    # Never backwards: a tap's batch may have stored a later time.
-                    seen = Reader.last_seen_at
-                    values["last_seen_at"] = case(
-                        (or_(seen.is_(None), seen < report.received_at), report.received_at),
-                        else_=seen,
-                    )
+                    values["last_seen_at"] = moved_forward(Reader.last_seen_at, report.received_at)
                 result = uow.session.execute(
                     update(Reader).where(Reader.reader_id == reader_id).values(**values)
                 )

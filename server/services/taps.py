@@ -71,6 +71,7 @@ from server.services.cardauth import (
     load_tier_context,
 )
 from server.services.cards import enrol_tapped_card
+from server.services.readers import moved_forward
 from server.services.reference import UNCACHED, Reference
 from server.services.signatures import Accepted, Position, check_tap
 from server.services.unit_of_work import Transactional
@@ -235,13 +236,7 @@ _TOUCH_READERS = (
         or_(_READERS.c.skew_measured_at.is_(None), _READERS.c.skew_measured_at < _SEEN),
     )
     .values(
-        last_seen_at=case(
-            (
-                or_(_READERS.c.last_seen_at.is_(None), _READERS.c.last_seen_at < _SEEN),
-                _SEEN,
-            ),
-            else_=_READERS.c.last_seen_at,
-        ),
+        last_seen_at=moved_forward(_READERS.c.last_seen_at, _SEEN),
         skew_seconds=bindparam("skew"),
         skew_measured_at=_SEEN,
     )
