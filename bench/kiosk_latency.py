@@ -32,6 +32,7 @@ from typing import Any
 
 from bench import services
 from bench.load import make_client
+from bench.stats import percentile
 from protocol import CardId, CardTech, Tap, TapMode, encode, topics
 from tests.support.browser import chromium
 from tests.support.ports import free_port
@@ -40,14 +41,6 @@ BIN = Path(sys.executable).parent
 READER = "bench-000"
 MEMBERS = 50
 PAUSE_SECONDS = 0.3  # between taps: one person at a time stands at a kiosk
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 from sqlalchemy import create_engine, func, select
 
+from bench.stats import percentile
+from protocol import Tap
+from protocol.codec import decode_as
 from server.db.models import Attendance, LedgerEntry, TapRecord
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import fresh_database
@@ -237,9 +241,6 @@ def machine_pace(database_url: str, kind: str, tap_payload: bytes) -> dict[str, 
     `SELECT 1` and of a durable one-row INSERT (autocommit, so a WAL flush each),
     p50 and p99 in µs. A batch of taps makes about seven round trips and one commit.
     """
-    from protocol import Tap
-    from protocol.codec import decode_as
-
     rounds = []
     for _ in range(3):
         started = time.perf_counter()
@@ -249,7 +250,6 @@ def machine_pace(database_url: str, kind: str, tap_payload: bytes) -> dict[str, 
     pace: dict[str, float] = {"decode_us": min(rounds) * 1000}
     if kind != "postgresql":
         return pace
-    import psycopg
 
     def sample(conn: "psycopg.Connection[Any]", sql: str, n: int) -> tuple[float, float]:
         times = []
@@ -258,7 +258,7 @@ def machine_pace(database_url: str, kind: str, tap_payload: bytes) -> dict[str, 
             conn.execute(sql)
             times.append(time.perf_counter() - started)
         times.sort()
-        return times[n // 2] * 1e6, times[int(n * 0.99)] * 1e6
+        return percentile(times, 50) * 1e6, percentile(times, 99) * 1e6
 
     url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(url, autocommit=True) as conn:

@@ -44,6 +44,7 @@ from bench.load import (
     passthrough,
     plan_taps,
 )
+from bench.stats import percentile
 from tests.support.mosquitto import MOSQUITTO
 from tests.support.roster import Roster
 
@@ -80,14 +81,6 @@ FULL = Profile(
     overload_seconds=15.0,
     backlog_taps=100_000,
 )
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def latency_summary(result: PhaseResult) -> dict[str, float]:

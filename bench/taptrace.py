@@ -39,6 +39,7 @@ from typing import Any
 
 from bench import services
 from bench.load import Readers, plan_taps
+from bench.stats import percentile
 
 # How many callers name a database wait ("execute<driver_rows<_insert_taps…").
 WAIT_SITE_DEPTH = 6
@@ -130,18 +131,13 @@ class Options:
     members: int
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (nearest rank) of values."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.floor(q * len(ordered)))]
-
-
 def spread(values: Sequence[float]) -> dict[str, float]:
     """p50, p90, p99 and mean."""
+    ordered = sorted(values)
     return {
-        "p50": percentile(values, 0.50),
-        "p90": percentile(values, 0.90),
-        "p99": percentile(values, 0.99),
+        "p50": percentile(ordered, 50),
+        "p90": percentile(ordered, 90),
+        "p99": percentile(ordered, 99),
         "mean": statistics.fmean(values),
     }
 
