@@ -21,8 +21,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     hold until its last test, stalling the other's PC/SC tests. (xdist's own
     `--dist loadgroup` cannot do this with pytest 9.2: it renames `item._nodeid`,
     which pytest no longer reads.) Every other test is scheduled on its own.
+    The scope is xdist's private `_split_scope`, checked to exist.
     """
     from xdist.scheduler import LoadScopeScheduling
+
+    if not callable(getattr(LoadScopeScheduling, "_split_scope", None)):
+        # A private method; without it the override below would silently do nothing.
+        raise pytest.UsageError(
+            "this pytest-xdist has no LoadScopeScheduling._split_scope: keep the PC/SC tests "
+            "together another way, or run `make test TEST_PROCESSES=1`"
+        )
 
     class PcscTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
