@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from server.db.driver import psycopg_of
+
 
 class BinaryArray(list[Any]):
     """A list psycopg sends as a binary array."""
@@ -37,9 +39,11 @@ class BinaryArray(list[Any]):
 
 def binary_array(connection: Connection, values: Iterable[Any]) -> BinaryArray:
     """`values` as an array parameter for a statement run on `connection` (PostgreSQL)."""
-    driver = connection.connection.driver_connection
+    driver = psycopg_of(connection)
+    if driver is None:
+        raise TypeError("binary arrays need a psycopg connection")
     # Per connection, and only a dict lookup once done: only our own list type is affected.
-    driver.adapters.register_dumper(BinaryArray, ListBinaryDumper)  # type: ignore[union-attr]
+    driver.adapters.register_dumper(BinaryArray, ListBinaryDumper)
     return BinaryArray(values)
 
 

@@ -13,6 +13,17 @@ from sqlalchemy import Connection, Dialect
 from sqlalchemy.sql.elements import ClauseElement
 
 
+def psycopg_of(connection: Connection) -> psycopg.Connection[Any] | None:
+    """The psycopg connection under `connection`, or None on another driver.
+
+    Read as `dbapi_connection`, which for SQLAlchemy's psycopg dialect is the
+    psycopg connection itself: `driver_connection` says None once a connection
+    is detached from its pool, as the ingest worker's is (`HeldConnection`).
+    """
+    driver = connection.connection.dbapi_connection
+    return driver if isinstance(driver, psycopg.Connection) else None
+
+
 def driver_rows(
     connection: Connection, sql: str, params: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
@@ -27,9 +38,9 @@ def driver_rows(
     is raised as SQLAlchemy raises it from `execute`, the connection invalidated
     if the database dropped it.
     """
-    driver = connection.connection.driver_connection
-    if not isinstance(driver, psycopg.Connection):
-        raise TypeError(f"driver_rows needs a psycopg connection, not {type(driver).__name__}")
+    driver = psycopg_of(connection)
+    if driver is None:
+        raise TypeError("driver_rows needs a psycopg connection")
     try:
         with driver.cursor() as cursor:
             cursor.execute(sql, params)

@@ -37,7 +37,7 @@ from sqlalchemy import (
 
 from protocol import TapMode
 from server.db.arrays import binary_array
-from server.db.driver import compiled_sql, driver_rows
+from server.db.driver import compiled_sql, driver_rows, psycopg_of
 from server.db.models import (
     ActivityType,
     Attendance,
@@ -365,8 +365,8 @@ def start_batch(
     """
     if connection.dialect.name != "postgresql":
         return None
-    driver = connection.connection.driver_connection
-    if not isinstance(driver, psycopg.Connection):
+    driver = psycopg_of(connection)
+    if driver is None:
         return None
     if driver.info.transaction_status is not psycopg.pq.TransactionStatus.IDLE:
         return None

@@ -10,6 +10,7 @@ every batch (0.35 ms a batch with 2,000 cards, measured in the tap storm).
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import Connection, create_engine
 from server.db import lookups
 from server.db.engine import open_database
 from server.db.migrate import upgrade
+from server.services.unit_of_work import HeldConnection
 from tests.support.roster import seed_roster
 
 CARDS = 2000
@@ -104,3 +106,59 @@ def test_the_batch_lookups_probe_indexes_in_their_generic_plans(
         assert all(kind in {"Index Scan", "Index Only Scan"} for kind, _ in found), (name, found)
     assert {table for _, table in planned["cards"]} == {"cards", "members"}
     assert {table for _, table in planned["expected attendance"]} == {"cards", "attendance"}
+
+
+def test_the_ingest_connection_runs_the_lookups_on_generic_plans(roster_url: str) -> None:
+    # Left to choose, PostgreSQL plans these lookups afresh on every batch: the plan
+    # for the array at hand always looks cheaper than the generic one.
+    database = open_database(roster_url)
+    held = HeldConnection(database.writer)
+    try:
+        with database.engine.connect() as conn:
+            uid, session_id = conn.exec_driver_sql(
+                "SELECT cards.uid, attendance.session_id FROM cards "
+                "JOIN attendance USING (member_id) ORDER BY cards.id LIMIT 1"
+            ).one()
+        batches = 20
+        for _ in range(batches):
+            with held:
+                start = lookups.start_batch(
+                    held.connection(), [("iso14443a", uid)], [("iso14443a", uid, session_id)]
+                )
+                assert start is not None
+                assert ("iso14443a", uid) in start.cards
+                assert len(start.attendance) == 1
+                # Committed as the worker's batches are: psycopg forgets what it
+                # prepared when a transaction rolls back.
+                held.commit()
+        with held:
+            backend = held.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            prepared = held.connection().exec_driver_sql(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            )
+            plans = {
+                statement[:60]: (generic, custom)
+                for statement, generic, custom in prepared
+                if "unnest" in statement
+            }
+        # psycopg prepares a statement at its sixth use.
+        assert len(plans) == 2, plans
+        assert all(plan == (batches - 5, 0) for plan in plans.values()), plans
+
+        held.close()
+        # The setting stays on the held connection: it is closed, not pooled, and the
+        # pool's connections (the HTTP requests') plan as PostgreSQL chooses.
+        with database.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "auto"
+            # Its backend ends a moment after the client closes the socket.
+            deadline = time.monotonic() + 5
+            while alive := conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %(pid)s", {"pid": backend}
+            ).scalar_one():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        assert alive == 0
+    finally:
+        held.close()
+        database.dispose()
