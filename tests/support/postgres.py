@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from sqlalchemy.engine import make_url
 
 from tests.support import ServiceUnavailable
 
@@ -39,9 +40,11 @@ def fresh_database(
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with _connect_admin(admin_url, variable) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    # Through make_url, so that a query (`?host=/var/run/postgresql`: the Unix socket)
+    # stays a query rather than becoming part of the database name.
+    url = make_url(admin_url).set(drivername="postgresql+psycopg", database=name)
     try:
-        yield f"{base}/{name}"
+        yield url.render_as_string(hide_password=False)
     finally:
         with _connect_admin(admin_url, variable) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
