@@ -14,12 +14,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 
 def psycopg_of(connection: Connection) -> psycopg.Connection[Any] | None:
-    """The psycopg connection under `connection`, or None on another driver.
-
-    Read as `dbapi_connection`, which for SQLAlchemy's psycopg dialect is the
-    psycopg connection itself: `driver_connection` says None once a connection
-    is detached from its pool, as the ingest worker's is (`HeldConnection`).
-    """
+    """The psycopg connection under `connection`, or None on another driver."""
     driver = connection.connection.dbapi_connection
     return driver if isinstance(driver, psycopg.Connection) else None
 

@@ -94,7 +94,7 @@ class HeldConnection:
         connection = self._connection
         if connection is None or connection.closed or connection.invalidated:
             self.close()
-            connection = self._connection = _own_connection(self._engine)
+            connection = self._connection = self._engine.connect()
         self._transaction = connection.begin()
         return self
 
@@ -127,39 +127,10 @@ class HeldConnection:
         self._transaction.commit()
 
     def close(self) -> None:
-        """Close the connection (a new one is opened when next needed)."""
+        """Give the connection back to the pool (a new one is taken when next needed)."""
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
                 connection.close()
             except SQLAlchemyError as exc:
                 log.warning("closing the held connection failed: %s", exc)
-
-
-def _own_connection(engine: Engine) -> Connection:
-    """A connection for `HeldConnection`: on PostgreSQL out of the pool, generic plans forced.
-
-    The ingest worker runs the same few statements thousands of times a minute, each
-    prepared by psycopg after its fifth use. PostgreSQL then plans a prepared
-    statement afresh on every execution for as long as its plan for the values at
-    hand looks cheaper than the generic one, and for the batch lookups over
-    `unnest` of array parameters it always does (the custom plan sees the array's
-    length, the generic one assumes ten rows): measured, those two lookups took
-    0 generic and 2,395 custom plans in 2,400 batches, and planning was 16 % of the
-    database backend's CPU at 1,000 taps/s (perf). Their generic plans are the ones
-    `tests/integration/server/test_lookup_plans.py` checks use indexes; the other
-    statements this connection runs key on ids and arrays, whose generic plans are
-    the custom ones. The setting is the session's, so the connection is detached
-    from the pool: it must not reach an HTTP request, whose report queries filter
-    on date ranges where a plan for the values at hand matters.
-    """
-    connection = engine.connect()
-    if connection.dialect.name == "postgresql":
-        try:
-            connection.detach()
-            connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-            connection.commit()
-        except SQLAlchemyError:
-            connection.close()
-            raise
-    return connection
