@@ -35,7 +35,8 @@ def driver_rows(
     """
     driver = psycopg_of(connection)
     if driver is None:
-        raise TypeError("driver_rows needs a psycopg connection")
+        kind = type(connection.connection.dbapi_connection).__name__
+        raise TypeError(f"driver_rows needs a psycopg connection, not {kind}")
     try:
         with driver.cursor() as cursor:
             cursor.execute(sql, params)

@@ -359,7 +359,8 @@ def start_batch(
     otherwise), at 1,000 taps/s a tenth of a batch's time. SQLAlchemy cannot run a
     statement in pipeline mode (it reads the result's columns before the answer
     has come), so these go to psycopg directly, the cards query as SQLAlchemy
-    compiles it. None on another backend, inside a transaction already begun, or
+    compiles it; the two lookups on their generic plans, forced for them alone
+    (`_GENERIC_PLANS`). None on another backend, inside a transaction already begun, or
     on any error (after rolling back): the caller then reads them one by one, which
     raises the error as SQLAlchemy does, the connection invalidated if it is dead.
     """
@@ -414,8 +415,8 @@ _PIPELINE_FAILURES: set[str] = set()
 # the planner 16 % of the database backend's CPU at 1,000 taps/s (perf). Their
 # generic plans probe the indexes (tests/integration/server/test_lookup_plans.py),
 # so the batch start forces them, for its own statements only: the worker's other
-# statements keep PostgreSQL's choice (a balance lookup's generic plan scans the
-# whole ledger on a database without statistics).
+# statements keep PostgreSQL's choice (on a database without statistics a balance
+# lookup's generic plan was a scan of the ledger, seen with 2,000 entries).
 _GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
 _PLANS_AS_BEFORE = "SET LOCAL plan_cache_mode TO DEFAULT"
 
