@@ -11,7 +11,9 @@ separate processes while simulated readers publish taps: saturation throughput, 
 tap-to-ack latency at fixed offered rates, an overload at 1.5 × saturation, and
 the drain of a backlog queued by the broker while ingest was paused. After every
 phase it checks in the database that each tap was recorded exactly once and
-credited at most once.
+credited at most once. Throughout, bench.diskprobe times a durable write every
+10 ms beside the database: each latency phase reports the disk's stalls and how
+many of its slow taps were in flight across one.
 Writes tapstorm-<db>.json and tapstorm-<db>.png to the output directory.
 """
 
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from typing import Any
 import paho.mqtt
 import psutil
 
-from bench import services
+from bench import diskprobe, services
 from bench.load import (
     PhaseResult,
     Readers,
@@ -162,6 +164,8 @@ class Rig:
     ingest: services.Ingest | services.IngestGroup
     broker: psutil.Process
     database_url: str
+    # Each phase's report with what the generator saw, for the disk figures after the run.
+    seen: list[tuple[dict[str, Any], PhaseResult]] = field(default_factory=list)
 
 
 def ingest_pids(ingest: services.Ingest | services.IngestGroup) -> list[int]:
@@ -305,6 +309,7 @@ def run_phase(
         f"results {dict(result.results)}  exactly-once {flag}",
         flush=True,
     )
+    rig.seen.append((phase, result))
     if workers_cpu:
         phase["ingest_cpu_seconds_per_worker"] = workers_cpu
     if stop_ingest:
@@ -352,12 +357,36 @@ def machine_info(database_url: str, kind: str) -> dict[str, Any]:
         info["sqlite"] = sqlite3.sqlite_version
     else:
         from sqlalchemy import create_engine, text
+        from sqlalchemy.exc import DBAPIError
 
         engine = create_engine(database_url)
         with engine.connect() as conn:
             info["postgresql"] = conn.scalar(text("SHOW server_version"))
+            try:  # a superuser's (or pg_read_all_settings') to read
+                info["postgresql_data_directory"] = conn.scalar(text("SHOW data_directory"))
+            except DBAPIError:
+                info["postgresql_data_directory"] = None
         engine.dispose()
     return info
+
+
+def same_device(workdir: Path, data_directory: str | None) -> bool | None:
+    """Whether the disk probe's directory is on the database's device; None if unknown."""
+    if data_directory is None or not Path(data_directory).exists():
+        return None
+    return workdir.stat().st_dev == Path(data_directory).stat().st_dev
+
+
+def disk_during(
+    samples: list[diskprobe.Sample], result: PhaseResult, phase: dict[str, Any]
+) -> dict[str, Any]:
+    """The disk probe's figures over one phase, and its slow taps in flight across a stall."""
+    acks = [t for t in result.acked_at if not math.isnan(t)]
+    end = max(acks) if acks else result.last_sent
+    disk = diskprobe.summary(samples, result.first_due, end)
+    disk.update(diskprobe.taps_across_stalls(samples, result.due, result.acked_at))
+    phase["disk"] = disk
+    return disk
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
@@ -438,6 +467,7 @@ def run(
     py_spy_phase: str | None = None,
     *,
     ingest_workers: int = 1,
+    disk_probe_interval: float = 0.01,
 ) -> dict[str, Any]:
     """Everything one run does; returns the report."""
     report: dict[str, Any] = {
@@ -467,7 +497,13 @@ def run(
 
         ingest = start_ingest(database_url, f"mqtt://{host}:{port}", workdir, ingest_workers)
         readers: Readers | None = None
+        disk = diskprobe.DiskProbe(workdir, disk_probe_interval or math.inf)
+        report["machine"]["disk_probe_on_database_device"] = same_device(
+            workdir, report["machine"].get("postgresql_data_directory")
+        )
         try:
+            if disk_probe_interval:
+                disk.start()
             ingest.wait_ready()
             readers = Readers(host, port, fleet.reader_ids)
             ledger = Ledger(profile.readers, profile.members)
@@ -519,6 +555,20 @@ def run(
             if readers is not None:
                 readers.close()
             ingest.stop()
+            samples = disk.stop()
+        report["disk_probe_interval_s"] = disk_probe_interval
+        report["disk"] = diskprobe.summary(samples) if samples else None
+        for phase, result in rig.seen if samples else []:
+            d = disk_during(samples, result, phase)
+            if phase["offered_taps_per_s"] is None or phase["name"] == "overload":
+                continue
+            print(
+                f"  disk during {phase['name']:<9} {d['fsyncs']} fsyncs, p99 {d['p99_ms']:.1f} ms, "
+                f"max {d['max_ms']:.0f} ms, {d['stalls_over_10ms']} over 10 ms; "
+                f"taps over 10 ms: {d['slow_taps']}, {d['slow_taps_across_a_stall']} of them "
+                "in flight across a stall",
+                flush=True,
+            )
         # Again at the end: how much the machine's pace moved during the run.
         report["machine_pace"].append(services.machine_pace(database_url, kind, sample))
         print(f"  machine pace  {services.describe_pace(report['machine_pace'][1])}", flush=True)
@@ -568,6 +618,14 @@ def main(argv: list[str] | None = None) -> int:
         help="N `rollcall ingest` processes on the shared subscription "
         "($share/rollcall-ingest/…, as bench.horizontal); CPU figures sum over all of them",
     )
+    parser.add_argument(
+        "--disk-probe-interval",
+        type=float,
+        default=0.01,
+        metavar="SECONDS",
+        help="time a 4 KiB write + fdatasync beside the database this often (bench.diskprobe); "
+        "0: no probe",
+    )
     args = parser.parse_args(argv)
     if args.ingest_workers < 1:
         parser.error("--ingest-workers must be at least 1")
@@ -578,7 +636,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tapstorm: {args.db}, {'quick' if args.quick else 'full'}{workers}", flush=True)
     with tempfile.TemporaryDirectory(prefix="tapstorm-", dir=args.out) as tmp:
         report = run(
-            args.db, profile, args.out, Path(tmp), args.py_spy, ingest_workers=args.ingest_workers
+            args.db,
+            profile,
+            args.out,
+            Path(tmp),
+            args.py_spy,
+            ingest_workers=args.ingest_workers,
+            disk_probe_interval=args.disk_probe_interval,
         )
         # Keep the ingest logs next to the results: they are the first place to look.
         for log in sorted(Path(tmp).glob("ingest*.log")):
