@@ -3,7 +3,11 @@
 rollcall cards personalise-key --uid UID [--tech T] [--out FILE]
     derive the card's key under the current master key, write a key file (UID,
     version, key; mode 0600) for `rollcall-reader personalise --key-file FILE`
-    and mark the card personalised; audited. Without --out: to stdout.
+    and record the version as issued to the card (it counts as the card's once
+    a strong tap answers with it); audited. Without --out: to stdout.
+rollcall cards keys                     active personalised cards by master key version
+    issued and proved: where a master key rotation stands, and which old
+    version's line no card needs any more
 rollcall cards clones [--all]           the suspected-clone inbox
 rollcall rooms require-strong ROOM [--off]
 rollcall activity-types require-strong CODE [--off]
@@ -29,6 +33,7 @@ from server.services.cardauth import (
     MASTER_KEY_FILE_ENV,
     PersonalisedKey,
     card_keyring,
+    key_versions_report,
     list_suspected_clones,
     personalise_card,
     set_activity_type_requirement,
@@ -57,6 +62,10 @@ def add_commands(
     personalise.add_argument(
         "--out", type=Path, default=None, help="write the key here (mode 0600) instead of stdout"
     )
+    keys = card_actions.add_parser(
+        "keys", help="cards by master key version issued and proved (rotation progress)"
+    )
+    add_config(keys)
     clones = card_actions.add_parser("clones", help="the suspected-clone inbox")
     add_config(clones)
     clones.add_argument("--all", action="store_true", help="include resolved entries")
@@ -94,6 +103,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         ensure_current(database)
         if args.command == "cards" and args.cards_command == "personalise-key":
             return _personalise(database, settings, args)
+        if args.command == "cards" and args.cards_command == "keys":
+            return _keys(database, settings)
         if args.command == "cards":
             return _clones(database, include_resolved=args.all)
         return _tier(database, args)
@@ -116,8 +127,9 @@ def _personalise(database: Database, settings: Settings, args: argparse.Namespac
         if args.out is not None:
             _write_private(args.out, text)
     _note(
-        f"card {made.tech}:{made.uid} personalised with key version {made.key_version}; "
-        "write the key to the card with `rollcall-reader personalise --key-file`"
+        f"card {made.tech}:{made.uid} issued key version {made.key_version}; write it to the "
+        "card with `rollcall-reader personalise --key-file` (it counts once the card answers "
+        "with it: `rollcall cards keys`)"
     )
     if args.out is None:
         print(text, end="", flush=True)
@@ -143,6 +155,37 @@ def _write_private(path: Path, text: str) -> None:
             stream.write(text)
     except OSError as exc:
         raise ConfigError(f"cannot write the key to {path}: {exc.strerror}") from exc
+
+
+def _keys(database: Database, settings: Settings) -> int:
+    keyring = card_keyring(settings)
+    with database.sessions() as session:
+        report = key_versions_report(session, keyring)
+    print("version\tconfigured\tissued\tproved\tneeded by", flush=True)
+    for v in report.versions:
+        current = " (current)" if v.version == report.current else ""
+        print(
+            f"{v.version}{current}\t{'yes' if v.configured else 'NO'}\t{v.issued}\t"
+            f"{v.proven}\t{v.needed_by}",
+            flush=True,
+        )
+    print(
+        f"{report.personalised} active cards personalised, {report.awaiting_proof} of them "
+        "issued a key they have not answered a challenge with yet",
+        flush=True,
+    )
+    for v in report.versions:
+        if v.needed_by and not v.configured:
+            print(
+                f"version {v.version} is not in the keyring, yet {v.needed_by} cards may hold "
+                "only it: they fail the strong tier until re-personalised",
+                flush=True,
+            )
+    for version in report.droppable():
+        print(f"no active card needs version {version} any more: its key line can go", flush=True)
+    if keyring is None:
+        _note(f"no card master key configured ({MASTER_KEY_FILE_ENV} or {MASTER_KEY_ENV})")
+    return 0
 
 
 def _clones(database: Database, *, include_resolved: bool) -> int:

@@ -511,9 +511,13 @@ class MemberCategory(Base):
 
 
 class CardKey(Base):
-    """A card personalised with its strong-tier key, and the master key version it came from.
+    """A card personalised with its strong-tier key: the master key versions issued and proved.
 
     The key itself is never stored: it is diversified again from the master key.
+    `key_version` is the version last issued (`rollcall cards personalise-key`);
+    the card holds it only once the key file is written to it at a terminal, so
+    `proven_version` is the version the card last answered a challenge with (and
+    `proven_at` when it first did), NULL until it has.
     """
 
     __tablename__ = "card_keys"
@@ -522,6 +526,8 @@ class CardKey(Base):
     key_version: Mapped[int] = mapped_column(Integer)
     personalised_at: Mapped[datetime]
     personalised_by: Mapped[str] = mapped_column(String(100))
+    proven_version: Mapped[int | None] = mapped_column(Integer)
+    proven_at: Mapped[datetime | None]
 
 
 class StrongTierRoom(Base):

@@ -10,7 +10,7 @@ it in constant time. Pure functions: no database, no MQTT.
 """
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -167,18 +167,26 @@ class CardKeyring:
             raise CardKeyError(f"no card master key of version {wanted}")
         return diversify(master, bytes.fromhex(uid_hex), self.aid, self.system_id)
 
-    def tier(
-        self, uid_hex: str, version: int | None, challenge: bytes, response: bytes
-    ) -> CardTier:
-        """STRONG when `response` answers `challenge` for this card's key, else FAILED."""
-        if version is None or version not in self.masters:
-            return CardTier.FAILED
-        try:
-            card_key = self.card_key(uid_hex, version)
-        except CardKeyError:
-            return CardTier.FAILED  # an identifier too long to diversify was never keyed
-        ok = response_matches(card_key, challenge, response)
-        return CardTier.STRONG if ok else CardTier.FAILED
+    def answering_version(
+        self, uid_hex: str, likely: Sequence[int | None], challenge: bytes, response: bytes
+    ) -> int | None:
+        """The master key version under which `response` answers `challenge`, or None.
+
+        The versions in `likely` first (the one the card last proved, the one last
+        issued to it), then the keyring's others, newest first: a card issued a key
+        it was never written keeps answering under its old one. Trying several
+        versions gives a forger no more than one chance in 2^128 per version.
+        """
+        order = [v for v in likely if v is not None and v in self.masters]
+        order += sorted(set(self.masters) - set(order), reverse=True)
+        for version in order:
+            try:
+                card_key = self.card_key(uid_hex, version)
+            except CardKeyError:
+                return None  # an identifier too long to diversify was never keyed
+            if response_matches(card_key, challenge, response):
+                return version
+        return None
 
 
 def clone_refused_display() -> DisplayText:

@@ -108,26 +108,58 @@ class TierVerdict:
 
 
 @dataclass(frozen=True)
+class CardKeyVersions:
+    """A personalised card's master key versions: last issued, and last proved (None: never)."""
+
+    issued: int
+    proven: int | None
+
+
+@dataclass(frozen=True)
+class CardProof:
+    """How a tap's card proved itself; for STRONG, the master key version it answered under."""
+
+    tier: CardTier
+    version: int | None = None
+
+
+@dataclass(frozen=True)
 class TierContext:
     """What a batch needs to judge its taps' cards: requirements and key versions."""
 
     keyring: CardKeyring | None
     rooms: frozenset[int]
     activity_types: frozenset[str]
-    key_versions: Mapping[int, int]
+    key_versions: Mapping[int, CardKeyVersions]
 
-    def tier_of(self, tap: Tap, card: CardInfo) -> CardTier:
-        """UID when the card gave no answer; STRONG when its answer checks out, else FAILED."""
+    def proof_of(self, tap: Tap, card: CardInfo) -> CardProof:
+        """UID when the card gave no answer; STRONG when its answer checks out, else FAILED.
+
+        Only a card personalised here (a `card_keys` row) can be STRONG; its answer is
+        tried under the version it last proved, the one last issued, then the others.
+        """
         auth = tap.card.auth
         if auth is None:
-            return CardTier.UID
+            return CardProof(CardTier.UID)
         challenge = bytes.fromhex(auth.challenge)
+        versions = self.key_versions.get(card.card_id)
         # Only the tap's own challenge counts: an answer recorded for another tap is a replay.
-        if challenge != challenge_for(tap.event_id) or self.keyring is None:
-            return CardTier.FAILED
-        return self.keyring.tier(
-            card.uid, self.key_versions.get(card.card_id), challenge, bytes.fromhex(auth.response)
+        if challenge != challenge_for(tap.event_id) or self.keyring is None or versions is None:
+            return CardProof(CardTier.FAILED)
+        version = self.keyring.answering_version(
+            card.uid,
+            (versions.proven, versions.issued),
+            challenge,
+            bytes.fromhex(auth.response),
         )
+        if version is None:
+            return CardProof(CardTier.FAILED)
+        return CardProof(CardTier.STRONG, version)
+
+    def newly_proven(self, card_id: int, version: int) -> bool:
+        """Whether `version` is not what the card is on record as having proved."""
+        versions = self.key_versions.get(card_id)
+        return versions is not None and versions.proven != version
 
     def requires_strong(self, room_id: int | None, activity_type: str | None = None) -> bool:
         """Whether a tap in this room (and session of this activity type) needs the strong tier."""
@@ -157,7 +189,7 @@ _REQUIREMENTS = union_all(
         StrongTierActivityType, StrongTierActivityType.activity_type_id == ActivityType.id
     ),
 )
-_KEY_VERSIONS = select(CardKey.card_id, CardKey.key_version).where(
+_KEY_VERSIONS = select(CardKey.card_id, CardKey.key_version, CardKey.proven_version).where(
     CardKey.card_id.in_(bindparam("ids", expanding=True))
 )
 
@@ -198,12 +230,40 @@ def load_tier_context(
         if tap.card.auth is not None
         and (card := cards.get((tap.card.tech.value, tap.card.uid))) is not None
     }
-    versions: dict[int, int] = {}
+    versions: dict[int, CardKeyVersions] = {}
     if answered and keyring is not None:
         for part in chunks(sorted(answered)):
-            rows = connection.execute(_KEY_VERSIONS, {"ids": part})
-            versions.update((int(card_id), int(version)) for card_id, version in rows)
+            for card_id, issued, proven in connection.execute(_KEY_VERSIONS, {"ids": part}):
+                versions[int(card_id)] = CardKeyVersions(
+                    int(issued), int(proven) if proven is not None else None
+                )
     return TierContext(keyring, requirements.rooms, requirements.activity_types, versions)
+
+
+_CARD_KEYS = table_of(CardKey)
+_PROVE = (
+    _CARD_KEYS.update()
+    .where(_CARD_KEYS.c.card_id == bindparam("card"))
+    .values(proven_version=bindparam("version"), proven_at=bindparam("at"))
+)
+
+
+def record_proven_keys(connection: Connection, proofs: Iterable[tuple[int, int, datetime]]) -> None:
+    """Keep the master key version each card answered under, as (card id, version, when).
+
+    Called with the batch's newly proven versions only (`TierContext.newly_proven`),
+    so a card that goes on answering under the same version costs no write. Of
+    several proofs of one card, the last given wins.
+    """
+    latest = {card_id: (version, at) for card_id, version, at in proofs}
+    if latest:
+        connection.execute(
+            _PROVE,
+            [
+                {"card": card_id, "version": version, "at": at}
+                for card_id, (version, at) in sorted(latest.items())
+            ],
+        )
 
 
 # --------------------------------------------------------------------------- clone inbox
@@ -345,7 +405,7 @@ def personalise_card(
     actor: str,
     now: datetime | None = None,
 ) -> PersonalisedKey:
-    """Derive an active card's key under the current master key and mark it personalised.
+    """Derive an active card's key under the current master key and record it as issued.
 
     Audited; runs in the caller's write transaction, so nothing is marked unless it commits.
     """
@@ -447,6 +507,68 @@ def personalised_cards(session: Session, card_ids: Collection[int]) -> dict[int,
         select(CardKey.card_id, CardKey.key_version).where(CardKey.card_id.in_(card_ids))
     )
     return {int(card_id): int(version) for card_id, version in rows}
+
+
+@dataclass(frozen=True)
+class KeyVersionCount:
+    """Active personalised cards by one master key version."""
+
+    version: int
+    configured: bool  # in the keyring the server runs with
+    issued: int  # cards whose last issued key is of this version
+    proven: int  # cards that last answered a challenge under it
+    needed_by: int  # cards that may hold only this version: proved it, or issued it and proved none
+
+
+@dataclass(frozen=True)
+class KeyVersionsReport:
+    """Where a master key rotation stands: which versions cards hold, and which can go."""
+
+    current: int | None
+    versions: tuple[KeyVersionCount, ...]
+    personalised: int  # active cards with a key issued
+    awaiting_proof: int  # of them, issued a version they have not answered under yet
+
+    def droppable(self) -> list[int]:
+        """Older configured versions no active card may still hold: their key lines can go."""
+        return [
+            v.version
+            for v in self.versions
+            if v.configured and not v.needed_by and v.version != self.current
+        ]
+
+
+def key_versions_report(session: Session, keyring: CardKeyring | None) -> KeyVersionsReport:
+    """Count the active personalised cards by master key version issued and proved."""
+    rows = session.execute(
+        select(CardKey.key_version, CardKey.proven_version)
+        .join(Card, Card.id == CardKey.card_id)
+        .where(Card.status == CardStatus.ACTIVE.value)
+    ).all()
+    issued: dict[int, int] = {}
+    proven: dict[int, int] = {}
+    needed: dict[int, int] = {}
+    awaiting = 0
+    for issued_version, proven_version in rows:
+        issued[issued_version] = issued.get(issued_version, 0) + 1
+        if proven_version is not None:
+            proven[proven_version] = proven.get(proven_version, 0) + 1
+        holds = proven_version if proven_version is not None else issued_version
+        needed[holds] = needed.get(holds, 0) + 1
+        awaiting += proven_version != issued_version
+    configured = set(keyring.masters) if keyring is not None else set()
+    versions = sorted(configured | set(issued) | set(proven))
+    return KeyVersionsReport(
+        keyring.current if keyring is not None else None,
+        tuple(
+            KeyVersionCount(
+                v, v in configured, issued.get(v, 0), proven.get(v, 0), needed.get(v, 0)
+            )
+            for v in versions
+        ),
+        len(rows),
+        awaiting,
+    )
 
 
 def card_keyring(settings: Settings) -> CardKeyring | None:

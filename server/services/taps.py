@@ -69,6 +69,7 @@ from server.services.cardauth import (
     TierContext,
     file_suspected_clones,
     load_tier_context,
+    record_proven_keys,
 )
 from server.services.cards import enrol_tapped_card
 from server.services.readers import moved_forward
@@ -431,6 +432,8 @@ class _Item:
     # How its card proved itself (issue 7), and its refusal where the strong tier is required.
     card_tier: str | None = None
     clone: CloneSighting | None = None
+    # (card id, master key version) when its card answered under a version not on record.
+    proven_key: tuple[int, int] | None = None
 
     @property
     def event_id(self) -> UUID | None:
@@ -538,6 +541,16 @@ class _Batch:
         )
         self._touch_readers()
         self._advance_positions()
+        record_proven_keys(
+            self.connection,
+            (
+                (*i.proven_key, i.submission.received_at)
+                for i in self.items
+                if i.proven_key is not None
+                and i.tap_id is not None
+                and isinstance(i.submission, ReceivedTap)
+            ),
+        )
         return self._outcomes()
 
     # ---- repeats
@@ -686,7 +699,10 @@ class _Batch:
         """Label the tap with its card's tier; refuse it where the strong tier is required."""
         assert self.tiers is not None
         if item.card_tier is None:
-            item.card_tier = self.tiers.tier_of(tap, card).value
+            proof = self.tiers.proof_of(tap, card)
+            item.card_tier = proof.tier.value
+            if proof.version is not None and self.tiers.newly_proven(card.card_id, proof.version):
+                item.proven_key = (card.card_id, proof.version)
         activity = session.activity_type if session is not None else None
         verdict = self.tiers.judge(CardTier(item.card_tier), reader.room_id, activity)
         if verdict.refusal is None:

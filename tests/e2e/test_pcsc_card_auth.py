@@ -129,6 +129,10 @@ def test_personalised_card_passes_and_its_clone_is_refused_in_a_strong_room(
         card.remove()
     assert personalise.count(rf"^\[personalised\] {uid} key_version=2$") == 1
     assert genuine.key is not None
+    # Issued version 2; the card has not answered under it yet.
+    keys = rollcall(tmp_path, env, "cards", "keys")
+    assert keys.count(r"^2 \(current\)\tyes\t1\t0\t1$") == 1
+    assert keys.count(r"1 active cards personalised, 1 of them issued a key they have not") == 1
     wait_reader_empty(timeout=10)
     rollcall(tmp_path, env, "rooms", "require-strong", ROOM)
 
@@ -166,3 +170,8 @@ def test_personalised_card_passes_and_its_clone_is_refused_in_a_strong_room(
     assert (got.attendance, got.ledger_entries, got.ledger_sum) == (2, 2, 2 * harness.POINTS)
     listing = rollcall(tmp_path, env, "cards", "clones")
     assert listing.count(rf"^iso14443a:{uid}\t") == 1
+    # The genuine tap proved version 2: no card needs version 1's line any more.
+    keys = rollcall(tmp_path, env, "cards", "keys")
+    assert keys.count(r"^1\tyes\t0\t0\t0$") == 1
+    assert keys.count(r"^2 \(current\)\tyes\t1\t1\t1$") == 1
+    assert keys.count(r"no active card needs version 1 any more: its key line can go$") == 1

@@ -1,24 +1,31 @@
 """The strong card tier through record_taps on both backends: verdicts, labels, the clone inbox."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from protocol import AckResult, CardAuth, CardId, Tap
+from server.cli import main
 from server.db.engine import Database
 from server.db.models import (
     ActivityType,
     Attendance,
     AuditEntry,
+    Card,
+    CardKey,
     LedgerEntry,
     Room,
     SuspectedClone,
     TapRecord,
 )
 from server.domain.cardkeys import CardKeyring, card_response, challenge_for
+from server.domain.cards import CardStatus
 from server.sample import MinimalSeed, TapBuilder
 from server.services.cardauth import (
+    KeyVersionCount,
+    KeyVersionsReport,
+    key_versions_report,
     list_suspected_clones,
     personalise_card,
     set_activity_type_requirement,
@@ -31,6 +38,7 @@ NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 OLD_MASTER = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")
 MASTER = bytes.fromhex("8E1F2A93C4D5B6E7F8091A2B3C4D5E6F")
 KEYRING = CardKeyring({1: OLD_MASTER, 2: MASTER}, current=2)
+OLD_RING = CardKeyring({1: OLD_MASTER}, current=1)  # before the rotation
 POLICY = TapPolicy(card_keys=KEYRING)
 
 
@@ -43,14 +51,17 @@ def answered(tap: Tap, key: bytes | None) -> Tap:
     return tap.model_copy(update={"card": card})
 
 
-def record(database: Database, *taps: Tap, policy: TapPolicy = POLICY) -> list[AckResult]:
-    batch = [ReceivedTap(tap, NOW) for tap in taps]
+def record(
+    database: Database, *taps: Tap, policy: TapPolicy = POLICY, at: datetime = NOW
+) -> list[AckResult]:
+    batch = [ReceivedTap(tap, at) for tap in taps]
     return [o.result for o in record_taps(UnitOfWork(database.write_sessions), batch, policy)]
 
 
-def personalise(database: Database, seeded: MinimalSeed) -> bytes:
+def personalise(database: Database, seeded: MinimalSeed, ring: CardKeyring = KEYRING) -> bytes:
+    """Issue the seeded card a key under `ring`'s current version; the key."""
     with database.write_sessions.begin() as session:
-        made = personalise_card(session, KEYRING, seeded.card_uid, actor="test")
+        made = personalise_card(session, ring, seeded.card_uid, actor="test")
     return made.key
 
 
@@ -157,12 +168,87 @@ def test_an_activity_type_can_require_the_tier(
 def test_cards_personalised_under_an_older_master_key_still_verify(
     database: Database, seeded: MinimalSeed, taps: TapBuilder
 ) -> None:
-    old = CardKeyring({1: OLD_MASTER}, current=1)
-    with database.write_sessions.begin() as session:
-        made = personalise_card(session, old, seeded.card_uid, actor="test")
+    made = personalise(database, seeded, OLD_RING)
     require_room(database, seeded)
 
-    assert record(database, answered(taps.tap(), made.key)) == [AckResult.ACCEPTED]
+    assert record(database, answered(taps.tap(), made)) == [AckResult.ACCEPTED]
+
+
+def key_versions(database: Database) -> list[tuple[int, int | None, datetime | None]]:
+    """Every card_keys row's (issued, proven, proven at)."""
+    with database.sessions() as db:
+        rows = db.execute(
+            select(CardKey.key_version, CardKey.proven_version, CardKey.proven_at).order_by(
+                CardKey.card_id
+            )
+        )
+        return [(issued, proven, at) for issued, proven, at in rows]
+
+
+def test_a_card_issued_a_key_it_was_never_written_still_proves_its_old_one(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    first = personalise(database, seeded, OLD_RING)
+    require_room(database, seeded)
+    # A key file under version 2 is made, and the write at the terminal never happens.
+    personalise(database, seeded)
+    assert key_versions(database) == [(2, None, None)]
+
+    assert record(database, answered(taps.tap(), first)) == [AckResult.ACCEPTED]
+    assert tiers(database) == [("accepted", "strong", False)]
+    assert counts(database) == (1, 1, 0)
+    assert key_versions(database) == [(2, 1, NOW)]
+    # The rotation is not done: the card still holds only version 1.
+    with database.sessions() as db:
+        report = key_versions_report(db, KEYRING)
+    assert report == KeyVersionsReport(
+        current=2,
+        versions=(
+            KeyVersionCount(1, configured=True, issued=0, proven=1, needed_by=1),
+            KeyVersionCount(2, configured=True, issued=1, proven=0, needed_by=0),
+        ),
+        personalised=1,
+        awaiting_proof=1,
+    )
+    assert report.droppable() == []
+
+
+def test_the_version_a_card_answers_under_is_kept_and_written_only_when_it_moves(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    first = personalise(database, seeded, OLD_RING)
+    record(database, answered(taps.tap(), first))
+    assert key_versions(database) == [(1, 1, NOW)]
+
+    second = personalise(database, seeded)  # issued and, this time, written to the card
+    later = NOW + timedelta(minutes=5)
+    record(database, answered(taps.tap(), second), at=later)
+    assert key_versions(database) == [(2, 2, later)]
+
+    record(database, answered(taps.tap(), second), at=later + timedelta(minutes=5))
+    assert key_versions(database) == [(2, 2, later)]
+    assert [t for _, t, _ in tiers(database)] == ["strong", "strong", "strong"]
+    with database.sessions() as db:
+        report = key_versions_report(db, KEYRING)
+    assert (report.personalised, report.awaiting_proof, report.droppable()) == (1, 0, [1])
+    # A revoked card needs no key at all.
+    with database.write_sessions.begin() as session:
+        session.execute(update(Card).values(status=CardStatus.REVOKED.value))
+    with database.sessions() as db:
+        report = key_versions_report(db, KEYRING)
+    assert (report.personalised, [v.issued for v in report.versions]) == (0, [0, 0])
+
+
+def test_a_right_answer_from_a_card_never_personalised_here_is_not_strong(
+    database: Database, seeded: MinimalSeed, taps: TapBuilder
+) -> None:
+    require_room(database, seeded)
+    # Keyed under our master by some other means: no record of it being issued here.
+    stray = KEYRING.card_key(seeded.card_uid)
+
+    assert record(database, answered(taps.tap(), stray)) == [AckResult.REJECTED]
+    assert tiers(database) == [("rejected", "failed", True)]
+    assert key_versions(database) == []
 
 
 def test_without_a_master_key_no_answer_can_pass_a_strong_room(
@@ -182,3 +268,31 @@ def test_personalising_and_requiring_are_audited(database: Database, seeded: Min
     with database.sessions() as db:
         actions = list(db.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
     assert actions == ["card.personalise", "room.strong_tier"]
+
+
+def test_cards_keys_says_which_cards_need_a_version_missing_from_the_keyring(
+    database: Database,
+    seeded: MinimalSeed,
+    taps: TapBuilder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first = personalise(database, seeded, OLD_RING)
+    record(database, answered(taps.tap(), first))
+    url = database.engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("ROLLCALL_DATABASE_URL", url)
+    # Version 1's line dropped too early.
+    monkeypatch.setenv("ROLLCALL_CARD_MASTER_KEY", f"2:{MASTER.hex()}")
+    capsys.readouterr()
+
+    assert main(["cards", "keys"]) == 0
+
+    assert capsys.readouterr().out.splitlines() == [
+        "version\tconfigured\tissued\tproved\tneeded by",
+        "1\tNO\t1\t1\t1",
+        "2 (current)\tyes\t0\t0\t0",
+        "1 active cards personalised, 0 of them issued a key they have not answered a "
+        "challenge with yet",
+        "version 1 is not in the keyring, yet 1 cards may hold only it: they fail the strong "
+        "tier until re-personalised",
+    ]

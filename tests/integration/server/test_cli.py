@@ -175,11 +175,11 @@ def test_db_upgrade_in_process(
 
     assert capsys.readouterr().out.splitlines() == [
         f"rollcall: database at {url}",
-        "rollcall: database upgraded to revision 0010",
+        "rollcall: database upgraded to revision 0011",
     ]
     database = open_database(url)
     try:
-        assert current_revision(database) == "0010"
+        assert current_revision(database) == "0011"
     finally:
         database.dispose()
 

@@ -52,8 +52,8 @@ def test_upgrade_from_empty_reaches_head_from_any_directory(
         with pytest.raises(SchemaOutOfDate, match="rollcall db upgrade"):
             ensure_current(db)
 
-        assert upgrade(db) == "0010"
-        assert head_revision() == "0010"
+        assert upgrade(db) == "0011"
+        assert head_revision() == "0011"
 
         ensure_current(db)
         assert set(inspect(db.engine).get_table_names()) >= TABLES
@@ -75,11 +75,11 @@ def test_downgrade_to_base_and_up_again(database: Database) -> None:
     assert not TABLES & set(inspect(database.engine).get_table_names())
 
     upgrade(database)
-    assert current_revision(database) == "0010"
+    assert current_revision(database) == "0011"
 
 
 def test_upgrade_twice_is_a_no_op(database: Database) -> None:
-    assert upgrade(database) == "0010"
+    assert upgrade(database) == "0011"
 
 
 def test_ledger_is_append_only(database: Database, seeded: MinimalSeed) -> None:

@@ -10,7 +10,6 @@ from server.domain.cardkeys import (
     KNOWN_KEYS,
     CardKeyError,
     CardKeyring,
-    CardTier,
     card_response,
     challenge_for,
     check_master_key,
@@ -80,17 +79,48 @@ def test_only_the_genuine_answer_matches(challenge: bytes, other: bytes) -> None
     assert response_matches(key, challenge, other) == (other == answer)
 
 
-def test_keyring_verifies_with_the_version_the_card_was_made_under() -> None:
+def test_keyring_finds_the_version_a_card_answers_under_whatever_was_expected() -> None:
     old = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")
     ring = CardKeyring({1: old, 2: MASTER}, current=2)
     challenge = uuid4().bytes
     under_old = card_response(ring.card_key("04A1B2C3", 1), challenge)
+    under_new = card_response(ring.card_key("04A1B2C3", 2), challenge)
 
-    assert ring.tier("04A1B2C3", 1, challenge, under_old) is CardTier.STRONG
-    assert ring.tier("04A1B2C3", 2, challenge, under_old) is CardTier.FAILED
-    assert ring.tier("04A1B2C3", None, challenge, under_old) is CardTier.FAILED
-    assert ring.tier("04A1B2C4", 1, challenge, under_old) is CardTier.FAILED
+    assert ring.answering_version("04A1B2C3", (1,), challenge, under_old) == 1
+    # Issued version 2 but never written: it still answers under 1.
+    assert ring.answering_version("04A1B2C3", (None, 2), challenge, under_old) == 1
+    assert ring.answering_version("04A1B2C3", (1, 2), challenge, under_new) == 2
+    assert ring.answering_version("04A1B2C3", (), challenge, under_new) == 2
+    # Another card's answer, a wrong answer, a version the ring does not hold.
+    assert ring.answering_version("04A1B2C4", (1,), challenge, under_old) is None
+    assert ring.answering_version("04A1B2C3", (1, 2), challenge, bytes(16)) is None
+    assert (
+        CardKeyring({2: MASTER}, current=2).answering_version(
+            "04A1B2C3", (1,), challenge, under_old
+        )
+        is None
+    )
     assert ring.card_key("04A1B2C3") == ring.card_key("04A1B2C3", 2)
+
+
+def test_the_likely_versions_are_tried_first() -> None:
+    tried: list[int] = []
+
+    class Counting(CardKeyring):
+        def card_key(self, uid_hex: str, version: int | None = None) -> bytes:
+            tried.append(version or self.current)
+            return super().card_key(uid_hex, version)
+
+    third = bytes.fromhex("1F2E3D4C5B6A79889706A5B4C3D2E1F0")
+    ring = Counting({1: bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0"), 2: MASTER, 3: third}, 3)
+    challenge = uuid4().bytes
+    answer = card_response(ring.card_key("04A1B2C3", 1), challenge)
+    tried.clear()
+    assert ring.answering_version("04A1B2C3", (1, 3), challenge, answer) == 1
+    assert tried == [1]
+    tried.clear()
+    assert ring.answering_version("04A1B2C3", (None, 2), challenge, answer) == 1
+    assert tried == [2, 3, 1]
 
 
 @pytest.mark.parametrize("key", sorted(KNOWN_KEYS))
@@ -114,4 +144,4 @@ def test_an_identifier_too_long_to_diversify_fails_instead_of_raising() -> None:
     long_uid = "45" * 32  # a contact card's 32-byte identifier
     with pytest.raises(CardKeyError, match="1 to 31"):
         ring.card_key(long_uid)
-    assert ring.tier(long_uid, 1, bytes(16), bytes(16)) is CardTier.FAILED
+    assert ring.answering_version(long_uid, (1,), bytes(16), bytes(16)) is None
