@@ -6,14 +6,16 @@ as the 16-byte challenge and forwards the answer in `card.auth`; the server,
 which can derive the card's key, decides. A card without a key (a UID clone)
 answers with an error status and the tap goes out as UID-only.
 
-Personalising writes the one card key the server derived for this card's UID
-(`rollcall cards personalise-key --out FILE`) with a configurable command
-(CLA INS P1 from `key_write_header`, P2 = keyref, data = the 16-byte key).
+Personalising writes the card key the server derived for this card's UID
+(`rollcall cards personalise-key --out FILE`, or a directory of them from
+`--reissue --out-dir DIR` after a master key rotation) with a configurable
+command (CLA INS P1 from `key_write_header`, P2 = keyref, data = the 16-byte key).
 """
 
 import logging
+import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -80,6 +82,7 @@ class CardKeyFile:
     key: bytes = field(repr=False)
     key_version: int
     tech: str | None = None
+    path: Path | None = field(default=None, compare=False)
 
     @classmethod
     def read(cls, path: Path) -> "CardKeyFile":
@@ -103,49 +106,85 @@ class CardKeyFile:
             raise ConfigError(f"key file {path}: the key is not hex") from None
         if len(key) != KEY_BYTES:
             raise ConfigError(f"key file {path}: the key is not {KEY_BYTES} bytes")
-        return cls(uid.upper(), key, version, tech if isinstance(tech, str) else None)
+        return cls(uid.upper(), key, version, tech if isinstance(tech, str) else None, path)
+
+    def erase(self) -> None:
+        """Overwrite the file it was read from with zeros, then remove it (written: not needed)."""
+        if self.path is None:
+            return
+        try:
+            with self.path.open("r+b") as stream:
+                stream.write(bytes(self.path.stat().st_size))
+                stream.flush()
+                os.fsync(stream.fileno())
+            self.path.unlink()
+        except OSError as exc:
+            raise ConfigError(f"key file {self.path} could not be erased: {exc.strerror}") from None
+
+
+def read_key_dir(directory: Path) -> list[CardKeyFile]:
+    """Every `*.key` file in `directory` (as `personalise-key --reissue --out-dir` writes them)."""
+    if not directory.is_dir():
+        raise ConfigError(f"key directory {directory} is not a directory")
+    try:
+        paths = sorted(directory.glob("*.key"))
+    except OSError as exc:
+        raise ConfigError(f"key directory {directory} cannot be read: {exc.strerror}") from None
+    if not paths:
+        raise ConfigError(f"key directory {directory} holds no .key files")
+    return [CardKeyFile.read(path) for path in paths]
 
 
 @dataclass
 class Personaliser:
-    """An Authenticator that writes a key file's key to the card it names, once."""
+    """An Authenticator that writes to each card put on the reader the key file for its UID."""
 
-    key_file: CardKeyFile
+    key_files: Mapping[str, CardKeyFile]  # by UID
     write_header: bytes
     keyref: int = 0
     setup_apdus: Sequence[bytes] = ()
-    written_uid: str | None = None
+    # What happened to the last card: the key file written to it, or why none was.
+    written: CardKeyFile | None = None
     refusal: str | None = None
 
     @classmethod
-    def from_options(cls, key_file: CardKeyFile, options: PcscOptions) -> "Personaliser":
-        """A personaliser using `[pcsc]`'s keyref, setup APDUs and key-write command."""
+    def from_options(cls, key_files: Iterable[CardKeyFile], options: PcscOptions) -> "Personaliser":
+        """A personaliser of these cards with `[pcsc]`'s keyref, setup APDUs and write command."""
         return cls(
-            key_file,
+            by_uid(key_files),
             bytes.fromhex(options.key_write_header),
             options.auth_keyref,
             tuple(options.auth_setup_apdus()),
         )
 
-    def write_key_apdu(self) -> bytes:
+    @property
+    def written_uid(self) -> str | None:
+        """The UID of the last card if its key was written to it."""
+        return self.written.uid if self.written is not None else None
+
+    def write_key_apdu(self, key_file: CardKeyFile) -> bytes:
         """CLA INS P1 from the settings, P2 = keyref, Lc = 16, the key."""
-        return self.write_header + bytes([self.keyref, KEY_BYTES]) + self.key_file.key
+        return self.write_header + bytes([self.keyref, KEY_BYTES]) + key_file.key
 
     def __call__(
         self, transmit: Transmit, tech: CardTech, uid: str, event_id: UUID
     ) -> CardAuth | None:
-        """Write the key if this is the card the key file is for; remember what happened."""
+        """Write the key if there is one for this card; remember what happened."""
         del event_id  # personalising is not a tap
-        if uid != self.key_file.uid:
+        self.written = None
+        key_file = self.key_files.get(uid)
+        if key_file is None:
             # A key diversified for another UID would make this card fail every challenge.
-            self.refusal = (
-                f"card {uid} is on the reader, but the key file is for {self.key_file.uid}"
-            )
+            if len(self.key_files) == 1:
+                (only,) = self.key_files
+                self.refusal = f"card {uid} is on the reader, but the key file is for {only}"
+            else:
+                self.refusal = f"card {uid} is on the reader, but no key file is for it"
             return None
         try:
             for apdu in self.setup_apdus:
                 exchange(transmit, apdu)
-            exchange(transmit, self.write_key_apdu())
+            exchange(transmit, self.write_key_apdu(key_file))
         except StatusWordError as exc:
             # Not str(exc): it quotes the APDU, and this one carries the key.
             sw = exc.response.sw
@@ -155,6 +194,19 @@ class Personaliser:
             # Its text may quote the APDU, key and all.
             self.refusal = "the card could not be written: taken away or not answering"
             return None
-        self.written_uid = uid
+        self.written = key_file
         self.refusal = None
         return None
+
+
+def by_uid(key_files: Iterable[CardKeyFile]) -> dict[str, CardKeyFile]:
+    """Key files by their card's UID; ConfigError if two are for one card."""
+    found: dict[str, CardKeyFile] = {}
+    for key_file in key_files:
+        if key_file.uid in found:
+            raise ConfigError(
+                f"two key files are for card {key_file.uid}: {found[key_file.uid].path} and "
+                f"{key_file.path}"
+            )
+        found[key_file.uid] = key_file
+    return found

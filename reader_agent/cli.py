@@ -25,7 +25,7 @@ from protocol import Tap, TapMode, decode_as
 from protocol.errors import MalformedMessage
 from reader_agent import __version__
 from reader_agent.agent import Agent, RunOutcome
-from reader_agent.cardauth import CardKeyFile, Personaliser
+from reader_agent.cardauth import CardKeyFile, Personaliser, read_key_dir
 from reader_agent.config import (
     ReaderSettings,
     environment_has_settings,
@@ -133,14 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
         "personalise", help="write a card's strong-tier key to it (pcsc source)"
     )
     personalise.add_argument("--config", type=Path, help="reader.toml, for [pcsc] settings")
-    personalise.add_argument(
+    keys = personalise.add_mutually_exclusive_group(required=True)
+    keys.add_argument(
         "--key-file",
         type=Path,
-        required=True,
         help="the file `rollcall cards personalise-key --out` wrote for this card",
     )
+    keys.add_argument(
+        "--key-dir",
+        type=Path,
+        help="a directory of key files (`rollcall cards personalise-key --reissue --out-dir`): "
+        "put the cards on the reader one after another; each file is erased once written",
+    )
     personalise.add_argument(
-        "--timeout", type=float, default=30.0, metavar="S", help="wait this long for the card"
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait this long for the card (with --key-dir: for the next card)",
     )
     personalise.set_defaults(handler=_personalise)
     return parser
@@ -291,8 +301,8 @@ def _list_readers(args: argparse.Namespace) -> int:
 
 def _personalise(args: argparse.Namespace) -> int:
     settings = load_diagnostic_settings(args.config)
-    key_file = CardKeyFile.read(args.key_file)
-    personaliser = Personaliser.from_options(key_file, settings.pcsc)
+    key_files = read_key_dir(args.key_dir) if args.key_dir else [CardKeyFile.read(args.key_file)]
+    personaliser = Personaliser.from_options(key_files, settings.pcsc)
     try:
         from reader_agent.sources.pcsc import PcscSource
     except ImportError as exc:
@@ -302,21 +312,34 @@ def _personalise(args: argparse.Namespace) -> int:
     source = PcscSource(settings.pcsc, authenticator=personaliser)
     stop = threading.Event()
     timer = threading.Timer(args.timeout, stop.set)
-    print(f"[waiting] put card {key_file.uid} on the reader", flush=True)
+    left = dict(personaliser.key_files)
+    if args.key_dir is None:
+        print(f"[waiting] put card {key_files[0].uid} on the reader", flush=True)
+    else:
+        print(f"[waiting] put the cards on the reader one at a time: {len(left)} keys", flush=True)
     timer.start()
     try:
-        for presentation in source.presentations(stop):
-            if personaliser.written_uid is not None:
-                print(
-                    f"[personalised] {presentation.uid} key_version={key_file.key_version}",
-                    flush=True,
-                )
-                return EXIT_OK
-            print(f"[refused] {personaliser.refusal or 'the card was not written'}", flush=True)
-            return EXIT_FAILED
+        for _ in source.presentations(stop):
+            written = personaliser.written
+            if written is None:
+                print(f"[refused] {personaliser.refusal or 'the card was not written'}", flush=True)
+                if args.key_dir is None:
+                    return EXIT_FAILED
+            else:
+                print(f"[personalised] {written.uid} key_version={written.key_version}", flush=True)
+                left.pop(written.uid, None)
+                if args.key_dir is not None:
+                    written.erase()
+                if not left:
+                    if args.key_dir is not None:
+                        print("[done] every card in the directory is written", flush=True)
+                    return EXIT_OK
+            timer.cancel()  # the next card gets the whole wait
+            timer = threading.Timer(args.timeout, stop.set)
+            timer.start()
     finally:
         timer.cancel()
         stop.set()
         source.close()
-    print(f"[timeout] no card within {args.timeout:g} s", flush=True)
+    print(f"[timeout] no card within {args.timeout:g} s; {len(left)} keys not written", flush=True)
     return EXIT_FAILED

@@ -5,6 +5,10 @@ rollcall cards personalise-key --uid UID [--tech T] [--out FILE]
     version, key; mode 0600) for `rollcall-reader personalise --key-file FILE`
     and record the version as issued to the card (it counts as the card's once
     a strong tap answers with it); audited. Without --out: to stdout.
+rollcall cards personalise-key --reissue --out-dir DIR
+    after a master key rotation: the same for every active personalised card not
+    known to hold the current version, one key file each in DIR (mode 0700), for
+    `rollcall-reader personalise --key-dir DIR`; audited card by card.
 rollcall cards keys                     active personalised cards by master key version
     issued and proved: where a master key rotation stands, and which old
     version's line no card needs any more
@@ -27,12 +31,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from protocol import CardTech
 from server.db.engine import Database, open_database
 from server.db.migrate import ensure_current
+from server.domain.cardkeys import CardKeyring
 from server.errors import ConfigError, StorageError
 from server.services.cardauth import (
     MASTER_KEY_ENV,
     MASTER_KEY_FILE_ENV,
     PersonalisedKey,
     card_keyring,
+    cards_to_reissue,
     key_versions_report,
     list_suspected_clones,
     personalise_card,
@@ -57,10 +63,19 @@ def add_commands(
         "personalise-key", help="derive a card's key for personalisation and mark it personalised"
     )
     add_config(personalise)
-    personalise.add_argument("--uid", required=True, help="the card's UID (hex)")
+    which = personalise.add_mutually_exclusive_group(required=True)
+    which.add_argument("--uid", help="the card's UID (hex)")
+    which.add_argument(
+        "--reissue",
+        action="store_true",
+        help="every active personalised card not known to hold the current version (--out-dir)",
+    )
     personalise.add_argument("--tech", choices=[t.value for t in CardTech], default=None)
     personalise.add_argument(
         "--out", type=Path, default=None, help="write the key here (mode 0600) instead of stdout"
+    )
+    personalise.add_argument(
+        "--out-dir", type=Path, default=None, help="with --reissue: one key file per card here"
     )
     keys = card_actions.add_parser(
         "keys", help="cards by master key version issued and proved (rotation progress)"
@@ -120,6 +135,14 @@ def _personalise(database: Database, settings: Settings, args: argparse.Namespac
         raise ConfigError(
             f"no card master key: set {MASTER_KEY_FILE_ENV} (a file) or {MASTER_KEY_ENV}"
         )
+    if args.reissue:
+        if args.out_dir is None or args.out is not None or args.tech is not None:
+            raise ConfigError(
+                "--reissue writes one file per card: give --out-dir, not --out/--tech"
+            )
+        return _reissue(database, keyring, args.out_dir)
+    if args.out_dir is not None:
+        raise ConfigError("--out-dir goes with --reissue; for one card give --out FILE")
     with database.write_sessions.begin() as session:
         made = personalise_card(session, keyring, args.uid, tech=args.tech, actor=_actor())
         text = key_file_text(made)
@@ -133,6 +156,31 @@ def _personalise(database: Database, settings: Settings, args: argparse.Namespac
     )
     if args.out is None:
         print(text, end="", flush=True)
+    return 0
+
+
+def _reissue(database: Database, keyring: CardKeyring, out_dir: Path) -> int:
+    try:
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make {out_dir}: {exc.strerror}") from exc
+    written: list[Path] = []
+    try:
+        with database.write_sessions.begin() as session:
+            for tech, uid in cards_to_reissue(session, keyring):
+                made = personalise_card(session, keyring, uid, tech=tech, actor=_actor())
+                path = out_dir / f"{made.tech}-{made.uid}.key"
+                # Written before the commit, as for one card; all undone if any fails.
+                _write_private(path, key_file_text(made))
+                written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    _note(
+        f"{len(written)} cards issued key version {keyring.current}, one key file each in "
+        f"{out_dir}; write them with `rollcall-reader personalise --key-dir {out_dir}`"
+    )
     return 0
 
 
@@ -174,6 +222,12 @@ def _keys(database: Database, settings: Settings) -> int:
         "issued a key they have not answered a challenge with yet",
         flush=True,
     )
+    if report.never_proven:
+        print(
+            f"{report.never_proven} cards never answered a challenge: until they do, every "
+            "version up to the one issued them counts as needed",
+            flush=True,
+        )
     for v in report.versions:
         if v.needed_by and not v.configured:
             print(

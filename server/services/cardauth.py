@@ -10,6 +10,7 @@ suspected-clone inbox; elsewhere the tap goes on, labelled with its tier.
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Connection, String, bindparam, case, cast, literal, select, union_all
+from sqlalchemy import (
+    Connection,
+    String,
+    bindparam,
+    case,
+    cast,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
@@ -437,6 +448,25 @@ def personalise_card(
     return PersonalisedKey(card.id, card.tech, card.uid, keyring.current, key)
 
 
+def cards_to_reissue(session: Session, keyring: CardKeyring) -> list[tuple[str, str]]:
+    """(tech, uid) of the active personalised cards not known to hold the current version.
+
+    Those that last proved an older one, and those that never proved any (their key
+    under the current version is the same whenever it is derived: issuing it again
+    changes nothing on a card that has it).
+    """
+    rows = session.execute(
+        select(Card.tech, Card.uid)
+        .join(CardKey, CardKey.card_id == Card.id)
+        .where(
+            Card.status == CardStatus.ACTIVE.value,
+            or_(CardKey.proven_version.is_(None), CardKey.proven_version != keyring.current),
+        )
+        .order_by(Card.tech, Card.uid)
+    )
+    return [(tech, uid) for tech, uid in rows]
+
+
 def set_room_requirement(
     session: Session, room_code: str, *, required: bool, actor: str, now: datetime | None = None
 ) -> None:
@@ -517,7 +547,9 @@ class KeyVersionCount:
     configured: bool  # in the keyring the server runs with
     issued: int  # cards whose last issued key is of this version
     proven: int  # cards that last answered a challenge under it
-    needed_by: int  # cards that may hold only this version: proved it, or issued it and proved none
+    # Cards that may need it: those that last proved it, and those that never proved any
+    # version and were issued this one or a later one (an earlier write may be all they hold).
+    needed_by: int
 
 
 @dataclass(frozen=True)
@@ -528,6 +560,7 @@ class KeyVersionsReport:
     versions: tuple[KeyVersionCount, ...]
     personalised: int  # active cards with a key issued
     awaiting_proof: int  # of them, issued a version they have not answered under yet
+    never_proven: int  # of them, never answered a challenge under any version
 
     def droppable(self) -> list[int]:
         """Older configured versions no active card may still hold: their key lines can go."""
@@ -545,29 +578,26 @@ def key_versions_report(session: Session, keyring: CardKeyring | None) -> KeyVer
         .join(Card, Card.id == CardKey.card_id)
         .where(Card.status == CardStatus.ACTIVE.value)
     ).all()
-    issued: dict[int, int] = {}
-    proven: dict[int, int] = {}
-    needed: dict[int, int] = {}
-    awaiting = 0
-    for issued_version, proven_version in rows:
-        issued[issued_version] = issued.get(issued_version, 0) + 1
-        if proven_version is not None:
-            proven[proven_version] = proven.get(proven_version, 0) + 1
-        holds = proven_version if proven_version is not None else issued_version
-        needed[holds] = needed.get(holds, 0) + 1
-        awaiting += proven_version != issued_version
+    issued = Counter(issued_version for issued_version, _ in rows)
+    proven = Counter(p for _, p in rows if p is not None)
+    unproven_issued = [i for i, p in rows if p is None]
     configured = set(keyring.masters) if keyring is not None else set()
     versions = sorted(configured | set(issued) | set(proven))
     return KeyVersionsReport(
         keyring.current if keyring is not None else None,
         tuple(
             KeyVersionCount(
-                v, v in configured, issued.get(v, 0), proven.get(v, 0), needed.get(v, 0)
+                v,
+                v in configured,
+                issued[v],
+                proven[v],
+                proven[v] + sum(1 for i in unproven_issued if i >= v),
             )
             for v in versions
         ),
         len(rows),
-        awaiting,
+        sum(1 for i, p in rows if p != i),
+        len(unproven_issued),
     )
 
 

@@ -72,7 +72,7 @@ def test_personalising_writes_the_key_only_to_the_card_it_is_for(make_card: Card
     other = KeyedCard(bytes.fromhex("04000000000001"))
     wrong_card = make_card(KEYED_CARD_ATR, other.respond)
     key_file = CardKeyFile(UID.hex().upper(), KEY, key_version=1)
-    personaliser = Personaliser.from_options(key_file, options())
+    personaliser = Personaliser.from_options([key_file], options())
     with SourceRunner(PcscSource(options(), authenticator=personaliser)) as runner:
         wrong_card.insert()
         runner.next(ARRIVAL)

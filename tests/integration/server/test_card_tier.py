@@ -1,6 +1,7 @@
 """The strong card tier through record_taps on both backends: verdicts, labels, the clone inbox."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -193,6 +194,11 @@ def test_a_card_issued_a_key_it_was_never_written_still_proves_its_old_one(
     # A key file under version 2 is made, and the write at the terminal never happens.
     personalise(database, seeded)
     assert key_versions(database) == [(2, None, None)]
+    # Never proved anything: it may hold version 1 as much as 2.
+    with database.sessions() as db:
+        unproven = key_versions_report(db, KEYRING)
+    assert [v.needed_by for v in unproven.versions] == [1, 1]
+    assert (unproven.never_proven, unproven.droppable()) == (1, [])
 
     assert record(database, answered(taps.tap(), first)) == [AckResult.ACCEPTED]
     assert tiers(database) == [("accepted", "strong", False)]
@@ -209,6 +215,7 @@ def test_a_card_issued_a_key_it_was_never_written_still_proves_its_old_one(
         ),
         personalised=1,
         awaiting_proof=1,
+        never_proven=0,
     )
     assert report.droppable() == []
 
@@ -296,3 +303,30 @@ def test_cards_keys_says_which_cards_need_a_version_missing_from_the_keyring(
         "version 1 is not in the keyring, yet 1 cards may hold only it: they fail the strong "
         "tier until re-personalised",
     ]
+
+
+def test_reissuing_needs_its_directory_and_undoes_everything_if_a_file_fails(
+    database: Database,
+    seeded: MinimalSeed,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    personalise(database, seeded, OLD_RING)
+    url = database.engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("ROLLCALL_DATABASE_URL", url)
+    monkeypatch.setenv("ROLLCALL_CARD_MASTER_KEY", f"1:{OLD_MASTER.hex()},2:{MASTER.hex()}")
+
+    assert main(["cards", "personalise-key", "--reissue"]) != 0
+    assert main(["cards", "personalise-key", "--uid", seeded.card_uid, "--out-dir", "x"]) != 0
+    # The card's file cannot be written (a directory is in the way): nothing is issued.
+    out = tmp_path / "keys"
+    (out / f"iso14443a-{seeded.card_uid}.key").mkdir(parents=True)
+    assert main(["cards", "personalise-key", "--reissue", "--out-dir", str(out)]) != 0
+    assert key_versions(database) == [(1, None, None)]
+
+    (out / f"iso14443a-{seeded.card_uid}.key").rmdir()
+    assert main(["cards", "personalise-key", "--reissue", "--out-dir", str(out)]) == 0
+    assert key_versions(database) == [(2, None, None)]
+    [written] = out.iterdir()
+    assert "key_version = 2" in written.read_text()
+    assert written.stat().st_mode & 0o077 == 0

@@ -15,6 +15,7 @@ from reader_agent.cardauth import (
     Personaliser,
     challenge_for,
     internal_authenticate,
+    read_key_dir,
 )
 from reader_agent.config import load_settings
 from reader_agent.errors import ConfigError
@@ -102,7 +103,7 @@ def test_bad_key_files_are_refused(tmp_path: Path, body: str, problem: str) -> N
 
 def test_personaliser_writes_the_key_to_its_card_only() -> None:
     personaliser = Personaliser.from_options(
-        CardKeyFile(UID, KEY, 1), PcscOptions(auth_keyref=2, key_write_header="80DA01")
+        [CardKeyFile(UID, KEY, 1)], PcscOptions(auth_keyref=2, key_write_header="80DA01")
     )
     other = ScriptedCard()
     personaliser(other, CardTech.ISO14443A, "04000000", uuid4())
@@ -117,12 +118,78 @@ def test_personaliser_writes_the_key_to_its_card_only() -> None:
 
 
 def test_a_refused_key_write_does_not_quote_the_key() -> None:
-    personaliser = Personaliser(CardKeyFile(UID, KEY, 1), bytes.fromhex("80D800"))
+    personaliser = Personaliser({UID: CardKeyFile(UID, KEY, 1)}, bytes.fromhex("80D800"))
     personaliser(ScriptedCard("6982"), CardTech.ISO14443A, UID, uuid4())
     assert personaliser.written_uid is None
     assert personaliser.refusal is not None
     assert "6982" in personaliser.refusal
     assert KEY.hex().upper() not in personaliser.refusal.upper()
+
+
+OTHER_UID = "04000000000001"
+OTHER_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+
+
+def test_a_personaliser_of_several_cards_writes_each_its_own_key() -> None:
+    personaliser = Personaliser.from_options(
+        [CardKeyFile(UID, KEY, 2), CardKeyFile(OTHER_UID, OTHER_KEY, 2)], PcscOptions()
+    )
+    first, second, stranger = ScriptedCard("9000"), ScriptedCard("9000"), ScriptedCard()
+
+    personaliser(second, CardTech.ISO14443A, OTHER_UID, uuid4())
+    assert second.commands == [bytes.fromhex("80D8000010") + OTHER_KEY]
+    assert personaliser.written_uid == OTHER_UID
+
+    personaliser(stranger, CardTech.ISO14443A, "04FFFFFF", uuid4())
+    assert stranger.commands == []
+    # What happened to the card before is not left to look like this one's.
+    assert personaliser.written is None
+    assert personaliser.refusal == "card 04FFFFFF is on the reader, but no key file is for it"
+
+    personaliser(first, CardTech.ISO14443A, UID, uuid4())
+    assert first.commands == [bytes.fromhex("80D8000010") + KEY]
+    assert (personaliser.written_uid, personaliser.refusal) == (UID, None)
+
+
+def test_two_key_files_for_one_card_are_refused() -> None:
+    with pytest.raises(ConfigError, match=f"two key files are for card {UID}"):
+        Personaliser.from_options(
+            [CardKeyFile(UID, KEY, 1), CardKeyFile(UID, KEY, 2)], PcscOptions()
+        )
+
+
+def test_a_key_directory_reads_every_key_file_and_each_is_erased_once_used(
+    tmp_path: Path,
+) -> None:
+    for uid, key in ((UID, KEY), (OTHER_UID, OTHER_KEY)):
+        (tmp_path / f"iso14443a-{uid}.key").write_text(
+            f'uid = "{uid}"\ntech = "iso14443a"\nkey_version = 2\nkey = "{key.hex()}"\n'
+        )
+    (tmp_path / "README.txt").write_text("not a key file")
+
+    read = read_key_dir(tmp_path)
+
+    assert [(k.uid, k.key, k.key_version) for k in read] == [
+        (OTHER_UID, OTHER_KEY, 2),
+        (UID, KEY, 2),
+    ]
+    path = tmp_path / f"iso14443a-{UID}.key"
+    held = path.open("rb")  # what a copy made before the erase would still see
+    read[1].erase()
+    assert not path.exists()
+    assert set(held.read()) == {0}  # overwritten, not just unlinked
+    held.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "README.txt",
+        f"iso14443a-{OTHER_UID}.key",
+    ]
+
+
+def test_a_key_directory_without_key_files_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"holds no \.key files"):
+        read_key_dir(tmp_path)
+    with pytest.raises(ConfigError, match="not a directory"):
+        read_key_dir(tmp_path / "missing")
 
 
 def test_options_check_the_challenge_settings() -> None:
