@@ -11,7 +11,7 @@ suspected-clone inbox; elsewhere the tap goes on, labelled with its tier.
 import logging
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -527,16 +527,6 @@ def strong_tier_requirements(session: Session) -> tuple[list[str], list[str]]:
         return sorted(rooms), sorted(types)
     except SQLAlchemyError as exc:
         raise StorageError(f"reading the strong-tier requirements failed: {exc}") from exc
-
-
-def personalised_cards(session: Session, card_ids: Collection[int]) -> dict[int, int]:
-    """Key versions of the given cards that are personalised."""
-    if not card_ids:
-        return {}
-    rows = session.execute(
-        select(CardKey.card_id, CardKey.key_version).where(CardKey.card_id.in_(card_ids))
-    )
-    return {int(card_id): int(version) for card_id, version in rows}
 
 
 @dataclass(frozen=True)
