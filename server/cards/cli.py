@@ -38,10 +38,10 @@ from server.services.cardauth import (
     MASTER_KEY_FILE_ENV,
     PersonalisedKey,
     card_keyring,
-    cards_to_reissue,
     key_versions_report,
     list_suspected_clones,
     personalise_card,
+    reissue_keys,
     set_activity_type_requirement,
     set_room_requirement,
     strong_tier_requirements,
@@ -167,8 +167,7 @@ def _reissue(database: Database, keyring: CardKeyring, out_dir: Path) -> int:
     written: list[Path] = []
     try:
         with database.write_sessions.begin() as session:
-            for tech, uid in cards_to_reissue(session, keyring):
-                made = personalise_card(session, keyring, uid, tech=tech, actor=_actor())
+            for made in reissue_keys(session, keyring, actor=_actor()):
                 path = out_dir / f"{made.tech}-{made.uid}.key"
                 # Written before the commit, as for one card; all undone if any fails.
                 _write_private(path, key_file_text(made))

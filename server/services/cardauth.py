@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
 from protocol import Tap
-from server.audit.chain import record_audit
+from server.audit.chain import AuditRecord, record_audit, record_audits
 from server.db.lookups import CardInfo, chunks
 from server.db.models import (
     ActivityType,
@@ -437,34 +437,50 @@ def personalise_card(
         row.key_version = keyring.current
         row.personalised_at = when
         row.personalised_by = actor
-    record_audit(
-        session,
-        actor=actor,
-        action="card.personalise",
-        target=f"{card.tech}:{card.uid}",
-        details={"card_id": card.id, "key_version": keyring.current},
-        at=when,
+    made = PersonalisedKey(card.id, card.tech, card.uid, keyring.current, key)
+    record_audits(session, [_issued(made, actor)], at=when)
+    return made
+
+
+def _issued(made: PersonalisedKey, actor: str) -> AuditRecord:
+    """The audit row of a key issued to a card."""
+    return AuditRecord(
+        actor,
+        "card.personalise",
+        f"{made.tech}:{made.uid}",
+        {"card_id": made.card_id, "key_version": made.key_version},
     )
-    return PersonalisedKey(card.id, card.tech, card.uid, keyring.current, key)
 
 
-def cards_to_reissue(session: Session, keyring: CardKeyring) -> list[tuple[str, str]]:
-    """(tech, uid) of the active personalised cards not known to hold the current version.
+def reissue_keys(
+    session: Session, keyring: CardKeyring, *, actor: str, now: datetime | None = None
+) -> list[PersonalisedKey]:
+    """Issue the current version to every active personalised card not known to hold it.
 
     Those that last proved an older one, and those that never proved any (their key
     under the current version is the same whenever it is derived: issuing it again
-    changes nothing on a card that has it).
+    changes nothing on a card that has it). Audited card by card, in the caller's
+    write transaction; one read of the cards and one append to the audit chain.
     """
     rows = session.execute(
-        select(Card.tech, Card.uid)
+        select(Card, CardKey)
         .join(CardKey, CardKey.card_id == Card.id)
         .where(
             Card.status == CardStatus.ACTIVE.value,
             or_(CardKey.proven_version.is_(None), CardKey.proven_version != keyring.current),
         )
         .order_by(Card.tech, Card.uid)
-    )
-    return [(tech, uid) for tech, uid in rows]
+    ).all()
+    when = now or datetime.now(UTC)
+    made = []
+    for card, row in rows:
+        row.key_version = keyring.current
+        row.personalised_at = when
+        row.personalised_by = actor
+        key = keyring.card_key(card.uid, keyring.current)
+        made.append(PersonalisedKey(card.id, card.tech, card.uid, keyring.current, key))
+    record_audits(session, [_issued(m, actor) for m in made], at=when)
+    return made
 
 
 def set_room_requirement(

@@ -2,12 +2,19 @@
 
 import threading
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from server.audit.chain import GENESIS_HASH, record_audit, verify_chain
+from server.audit.chain import (
+    GENESIS_HASH,
+    AuditRecord,
+    record_audit,
+    record_audits,
+    verify_chain,
+)
 from server.cli import main
 from server.db.engine import Database
 
@@ -25,6 +32,30 @@ def _append(database: Database, count: int) -> None:
                 details={"room": "R101", "n": n, "名": "党员活动室"},
                 at=AT,
             )
+
+
+def test_several_rows_appended_at_once_chain_as_one_by_one(database: Database) -> None:
+    _append(database, 1)
+    records = [
+        AuditRecord("cli:admin", "card.personalise", f"iso14443a:0{n}", {"n": n}) for n in range(3)
+    ]
+    with database.write_sessions.begin() as session:
+        assert record_audits(session, []) == []
+        entries = record_audits(session, records, at=AT)
+        assert [e.id for e in entries] == [2, 3, 4]
+    _append(database, 1)
+
+    assert _verify(database) is None
+    with database.engine.connect() as conn:
+        rows = conn.execute(text("SELECT target, prev_hash, hash FROM audit_log ORDER BY id")).all()
+    assert [r.target for r in rows] == [
+        "hall-0",
+        "iso14443a:00",
+        "iso14443a:01",
+        "iso14443a:02",
+        "hall-0",
+    ]
+    assert all(later.prev_hash == earlier.hash for earlier, later in pairwise(rows))
 
 
 def _allow_changes(connection: Connection, backend: str) -> None:

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from protocol import AckResult, CardAuth, CardId, Tap
+from server.audit.chain import verify_chain
 from server.cli import main
 from server.db.engine import Database
 from server.db.models import (
@@ -327,6 +328,13 @@ def test_reissuing_needs_its_directory_and_undoes_everything_if_a_file_fails(
     (out / f"iso14443a-{seeded.card_uid}.key").rmdir()
     assert main(["cards", "personalise-key", "--reissue", "--out-dir", str(out)]) == 0
     assert key_versions(database) == [(2, None, None)]
+    with database.sessions() as db:
+        audited = list(db.execute(select(AuditEntry.action, AuditEntry.details)))
+        assert verify_chain(db) is None
+    assert [(a, d["key_version"]) for a, d in audited] == [
+        ("card.personalise", 1),
+        ("card.personalise", 2),
+    ]
     [written] = out.iterdir()
     assert "key_version = 2" in written.read_text()
     assert written.stat().st_mode & 0o077 == 0
