@@ -497,12 +497,12 @@ def run(
 
         ingest = start_ingest(database_url, f"mqtt://{host}:{port}", workdir, ingest_workers)
         readers: Readers | None = None
-        disk = diskprobe.DiskProbe(workdir, disk_probe_interval or math.inf)
+        disk = diskprobe.DiskProbe(workdir, disk_probe_interval) if disk_probe_interval else None
         report["machine"]["disk_probe_on_database_device"] = same_device(
             workdir, report["machine"].get("postgresql_data_directory")
         )
         try:
-            if disk_probe_interval:
+            if disk is not None:
                 disk.start()
             ingest.wait_ready()
             readers = Readers(host, port, fleet.reader_ids)
@@ -555,10 +555,10 @@ def run(
             if readers is not None:
                 readers.close()
             ingest.stop()
-            samples = disk.stop()
+            samples = disk.stop() if disk is not None else []
         report["disk_probe_interval_s"] = disk_probe_interval
         report["disk"] = diskprobe.summary(samples) if samples else None
-        for phase, result in rig.seen if samples else []:
+        for phase, result in rig.seen if disk is not None else []:
             d = disk_during(samples, result, phase)
             if phase["offered_taps_per_s"] is None or phase["name"] == "overload":
                 continue
