@@ -15,7 +15,7 @@ command (CLA INS P1 from `key_write_header`, P2 = keyref, data = the 16-byte key
 import logging
 import os
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -139,7 +139,7 @@ def read_key_dir(directory: Path) -> list[CardKeyFile]:
 class Personaliser:
     """An Authenticator that writes to each card put on the reader the key file for its UID."""
 
-    key_files: Mapping[str, CardKeyFile]  # by UID
+    key_files: dict[str, CardKeyFile]  # by UID; the caller may take written ones off
     write_header: bytes
     keyref: int = 0
     setup_apdus: Sequence[bytes] = ()

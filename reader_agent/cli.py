@@ -312,28 +312,31 @@ def _personalise(args: argparse.Namespace) -> int:
     source = PcscSource(settings.pcsc, authenticator=personaliser)
     stop = threading.Event()
     timer = threading.Timer(args.timeout, stop.set)
-    left = dict(personaliser.key_files)
-    if args.key_dir is None:
-        print(f"[waiting] put card {key_files[0].uid} on the reader", flush=True)
-    else:
+    bulk = args.key_dir is not None
+    # The keys not written yet: in a bulk session a card written is taken off, so
+    # putting it on again is refused rather than erasing a file twice.
+    left = personaliser.key_files
+    if bulk:
         print(f"[waiting] put the cards on the reader one at a time: {len(left)} keys", flush=True)
+    else:
+        print(f"[waiting] put card {key_files[0].uid} on the reader", flush=True)
     timer.start()
     try:
         for _ in source.presentations(stop):
             written = personaliser.written
             if written is None:
                 print(f"[refused] {personaliser.refusal or 'the card was not written'}", flush=True)
-                if args.key_dir is None:
+                if not bulk:
                     return EXIT_FAILED
             else:
                 print(f"[personalised] {written.uid} key_version={written.key_version}", flush=True)
-                left.pop(written.uid, None)
-                if args.key_dir is not None:
+                del left[written.uid]
+                if bulk:
                     written.erase()
-                if not left:
-                    if args.key_dir is not None:
-                        print("[done] every card in the directory is written", flush=True)
-                    return EXIT_OK
+            if not left:
+                if bulk:
+                    print("[done] every card in the directory is written", flush=True)
+                return EXIT_OK
             timer.cancel()  # the next card gets the whole wait
             timer = threading.Timer(args.timeout, stop.set)
             timer.start()
